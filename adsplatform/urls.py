@@ -1,0 +1,28 @@
+"""Every app's api.py under /api/v1/, plus admin, schema and docs, metrics and health."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from adsplatform import auth_api, ops
+
+api_v1 = [
+    path("auth/", include(auth_api.urlpatterns)),
+    path("", include("campaigns.api")),
+    path("", include("conversions.api")),
+    path("", include("webhooks.api")),
+    path("", include("optimization.api")),
+]
+
+urlpatterns = [
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("metrics", ops.metrics, name="metrics"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/v1/", include(api_v1)),
+]
+
+handler404 = "adsplatform.errors.handler404"
+handler500 = "adsplatform.errors.handler500"

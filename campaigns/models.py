@@ -1,0 +1,155 @@
+"""Ad accounts, their campaigns, daily metrics and the sync runs that fill them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+
+class Platform(models.TextChoices):
+    GOOGLE = "google", "Google Ads"
+    META = "meta", "Meta"
+
+
+class AdAccount(models.Model):
+    """One Google Ads customer or Meta ad account the platform keeps in sync."""
+
+    platform = models.CharField(max_length=16, choices=Platform.choices)
+    external_id = models.CharField(
+        max_length=32, help_text="Google customer id (digits only) or Meta ad account id (without act_)."
+    )
+    name = models.CharField(max_length=255)
+    currency_code = models.CharField(max_length=3, help_text="ISO 4217, as the platform reports it.")
+    time_zone = models.CharField(max_length=64, default="UTC", help_text="IANA name; metric dates are in it.")
+    manager_customer_id = models.CharField(
+        max_length=32, blank=True, help_text="Google manager (login-customer-id) this account is reached through."
+    )
+    is_active = models.BooleanField(default=True, help_text="Inactive accounts are not synced.")
+    sync_interval_minutes = models.PositiveIntegerField(default=15)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    needs_attention = models.BooleanField(
+        default=False, help_text="Set when credentials or configuration failed; scheduled syncs pause until cleared."
+    )
+    attention_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("platform", "name")
+        constraints = [
+            models.UniqueConstraint(fields=("platform", "external_id"), name="uniq_account_platform_external_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_platform_display()} {self.external_id})"
+
+
+class CampaignStatus(models.TextChoices):
+    ENABLED = "enabled", "Enabled"
+    PAUSED = "paused", "Paused"
+    REMOVED = "removed", "Removed"
+
+
+class Campaign(models.Model):
+    """A campaign on either platform, with budgets in integer micros of the account currency."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(AdAccount, on_delete=models.PROTECT, related_name="campaigns")
+    platform = models.CharField(max_length=16, choices=Platform.choices)
+    external_id = models.CharField(max_length=64)
+    name = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.ENABLED)
+    budget_micros = models.BigIntegerField(null=True, blank=True, help_text="Lifetime budget, if any.")
+    daily_budget_micros = models.BigIntegerField(null=True, blank=True)
+    budget_external_id = models.CharField(
+        max_length=64, blank=True, help_text="Google campaign budget id; empty on Meta."
+    )
+    budget_is_shared = models.BooleanField(default=False, help_text="A Google budget shared with other campaigns.")
+    synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("name",)
+        constraints = [
+            models.UniqueConstraint(fields=("platform", "external_id"), name="uniq_campaign_platform_external_id"),
+        ]
+        indexes = [models.Index(fields=("account", "status"))]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def currency_code(self) -> str:
+        return self.account.currency_code
+
+
+class DailyMetric(models.Model):
+    """One campaign's numbers for one day, dated in the ad account's time zone."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="daily_metrics")
+    date = models.DateField()
+    impressions = models.BigIntegerField(default=0)
+    clicks = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    # Attribution models report fractional conversions.
+    conversions = models.DecimalField(max_digits=18, decimal_places=4, default=0)
+    conversion_value_micros = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("campaign", "date")
+        constraints = [
+            models.UniqueConstraint(fields=("campaign", "date"), name="uniq_metric_campaign_date"),
+        ]
+        indexes = [models.Index(fields=("date",))]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.date}"
+
+
+class SyncRun(models.Model):
+    """One sync of one account: what it read, how long it took, and how it ended."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped (another sync was running)"
+
+    class Trigger(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        MANUAL = "manual", "Manual"
+        BACKFILL = "backfill", "Backfill"
+
+    account = models.ForeignKey(AdAccount, on_delete=models.CASCADE, related_name="sync_runs")
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SCHEDULED)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    date_from = models.DateField(null=True, blank=True)
+    date_to = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    campaigns_synced = models.PositiveIntegerField(default=0)
+    metric_rows_synced = models.PositiveIntegerField(default=0)
+    progress = models.CharField(max_length=255, blank=True, help_text="What the running sync is doing now.")
+    attempts = models.PositiveIntegerField(default=0)
+    error_class = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = [models.Index(fields=("account", "-created_at")), models.Index(fields=("status",))]
+
+    def __str__(self) -> str:
+        return f"Sync #{self.pk} of {self.account_id} ({self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or timezone.now()
+        return round((end - self.started_at).total_seconds(), 3)
