@@ -27,7 +27,7 @@ def add_periodic(name: str, task: str, schedule, **options) -> None:
     app.conf.beat_schedule[name] = {"task": task, "schedule": schedule, "options": options}
 
 
-__all__ = ("app", "add_periodic", "crontab", "MAX_RETRY_DELAY_SECONDS")
+__all__ = ("MAX_RETRY_DELAY_SECONDS", "add_periodic", "app", "crontab")
 
 
 @signals.before_task_publish.connect
@@ -39,8 +39,11 @@ def _propagate_request_id(headers: dict | None = None, **_: object) -> None:
 
 @signals.task_prerun.connect
 def _adopt_request_id(task=None, **_: object) -> None:
-    request_id = getattr(task.request, "request_id", None) if task else None
-    ads_logging.set_request_id(request_id or f"task-{task.request.id}" if task else None)
+    if task is None:
+        return
+    # A worker merges custom message headers into the request; apply() keeps them apart.
+    request_id = getattr(task.request, "request_id", None) or (task.request.headers or {}).get("request_id")
+    ads_logging.set_request_id(request_id or f"task-{task.request.id}")
 
 
 @signals.task_postrun.connect

@@ -45,3 +45,13 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+def _clear_request_id(**_: object) -> None:
+    _request_id.set(None)
+
+
+def connect_signals() -> None:
+    from django.core.signals import request_finished
+
+    request_finished.connect(_clear_request_id, dispatch_uid="ads_clear_request_id")

@@ -7,6 +7,7 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse
 
 from adsplatform import logging as ads_logging
 from adsplatform.errors import error_response
@@ -17,6 +18,22 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _API_PATH = re.compile(r"^/(api|v1)/")
 
 
+class HealthzMiddleware:
+    """Answer liveness probes before host validation and the https redirect.
+
+    Load balancers probe over plain http with whatever Host header they like; liveness
+    says only that the process runs, so it needs neither.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info == "/healthz" and request.method in ("GET", "HEAD"):
+            return JsonResponse({"status": "ok"})
+        return self.get_response(request)
+
+
 class RequestIdMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -25,11 +42,9 @@ class RequestIdMiddleware:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
-        token = ads_logging._request_id.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            ads_logging._request_id.reset(token)
+        # Left set until request_finished: Django logs errors after middleware returns.
+        ads_logging.set_request_id(request_id)
+        response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         return response
 

@@ -9,8 +9,7 @@ import uuid
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
 from adsplatform.celery import app as celery_app
 from adsplatform.metrics import database_collectors
@@ -52,9 +51,7 @@ def readyz(request):
             failed[name] = f"{type(exc).__name__}: {exc}"[:300]
             logger.warning("readiness check failed", extra={"check": name, "reason": failed[name]})
     if failed:
-        return JsonResponse(
-            {"status": "unavailable", "failed": sorted(failed), "reasons": failed}, status=503
-        )
+        return JsonResponse({"status": "unavailable", "failed": sorted(failed), "reasons": failed}, status=503)
     return JsonResponse({"status": "ok", "checks": sorted(READINESS_CHECKS)})
 
 

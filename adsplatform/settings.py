@@ -46,11 +46,11 @@ if SECURE_SSL_REDIRECT:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-# Health checks come from the proxy over plain http inside the private network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# Readiness and metrics are scraped over plain http inside the private network.
+SECURE_REDIRECT_EXEMPT = [r"^readyz$", r"^metrics$"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_prometheus",
+    "adsplatform",
     "platforms",
     "campaigns",
     "conversions",
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "adsplatform.middleware.HealthzMiddleware",
     "adsplatform.middleware.RequestIdMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -293,6 +295,8 @@ ADS_SANDBOX_HOST = env.str("ADS_SANDBOX_HOST", default="127.0.0.1")
 ADS_SANDBOX_GOOGLE_PORT = env.int("ADS_SANDBOX_GOOGLE_PORT", default=8481)
 ADS_SANDBOX_META_PORT = env.int("ADS_SANDBOX_META_PORT", default=8482)
 ADS_SANDBOX_OAUTH_PORT = env.int("ADS_SANDBOX_OAUTH_PORT", default=8483)
+ADS_SANDBOX_FAULTS_GOOGLE = env.str("ADS_SANDBOX_FAULTS_GOOGLE", default="")
+ADS_SANDBOX_FAULTS_META = env.str("ADS_SANDBOX_FAULTS_META", default="")
 ADS_SANDBOX_DIR = Path(env.str("ADS_SANDBOX_DIR", default=str(VAR_DIR / "sandbox")))
 
 # Sync windows: conversions land late, so each sync re-reads recent days.

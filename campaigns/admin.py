@@ -6,8 +6,15 @@ from campaigns.models import AdAccount, Campaign, DailyMetric, SyncRun
 @admin.register(AdAccount)
 class AdAccountAdmin(admin.ModelAdmin):
     list_display = (
-        "name", "platform", "external_id", "currency_code", "time_zone",
-        "is_active", "needs_attention", "sync_interval_minutes", "last_synced_at",
+        "name",
+        "platform",
+        "external_id",
+        "currency_code",
+        "time_zone",
+        "is_active",
+        "needs_attention",
+        "sync_interval_minutes",
+        "last_synced_at",
     )
     list_filter = ("platform", "is_active", "needs_attention", "currency_code")
     search_fields = ("name", "external_id", "manager_customer_id")
@@ -40,7 +47,15 @@ class CampaignAdmin(admin.ModelAdmin):
 
 @admin.register(DailyMetric)
 class DailyMetricAdmin(admin.ModelAdmin):
-    list_display = ("campaign", "date", "impressions", "clicks", "cost_micros", "conversions", "conversion_value_micros")
+    list_display = (
+        "campaign",
+        "date",
+        "impressions",
+        "clicks",
+        "cost_micros",
+        "conversions",
+        "conversion_value_micros",
+    )
     list_filter = ("campaign__platform", "date")
     search_fields = ("campaign__name", "campaign__external_id")
     list_select_related = ("campaign",)
@@ -52,8 +67,16 @@ class DailyMetricAdmin(admin.ModelAdmin):
 @admin.register(SyncRun)
 class SyncRunAdmin(admin.ModelAdmin):
     list_display = (
-        "id", "account", "trigger", "status", "campaigns_synced", "metric_rows_synced",
-        "duration_seconds", "progress", "error_class", "created_at",
+        "id",
+        "account",
+        "trigger",
+        "status",
+        "campaigns_synced",
+        "metric_rows_synced",
+        "duration_seconds",
+        "progress",
+        "error_class",
+        "created_at",
     )
     list_filter = ("status", "trigger", "account__platform", "account")
     search_fields = ("account__name", "error_message")

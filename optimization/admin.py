@@ -8,8 +8,15 @@ class OptimizationRunAdmin(admin.ModelAdmin):
     """The audit trail: readable by staff, never edited or deleted."""
 
     list_display = (
-        "id", "campaign", "source", "status", "old_budget_micros", "new_budget_micros",
-        "requested_by", "created_at", "applied_at",
+        "id",
+        "campaign",
+        "source",
+        "status",
+        "old_budget_micros",
+        "new_budget_micros",
+        "requested_by",
+        "created_at",
+        "applied_at",
     )
     list_filter = ("status", "source", "campaign__platform")
     search_fields = ("campaign__name", "reason", "requested_by__username")

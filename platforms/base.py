@@ -19,8 +19,29 @@ MICROS_PER_UNIT = 1_000_000
 # ISO 4217 currencies without a minor unit (Meta's offset 1; Google's minimum unit is
 # one whole unit). Meta's documented offset-1 list, which also holds the ISO ones.
 ZERO_DECIMAL_CURRENCIES = frozenset(
-    {"BIF", "CLP", "COP", "CRC", "DJF", "GNF", "HUF", "IDR", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",
-     "TWD", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
+    {
+        "BIF",
+        "CLP",
+        "COP",
+        "CRC",
+        "DJF",
+        "GNF",
+        "HUF",
+        "IDR",
+        "ISK",
+        "JPY",
+        "KMF",
+        "KRW",
+        "PYG",
+        "RWF",
+        "TWD",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    }
 )
 THREE_DECIMAL_CURRENCIES = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 
@@ -43,9 +64,7 @@ def micros_to_minor(micros: int, currency_code: str) -> int:
     """Exact conversion; a budget that is not a whole number of minor units is refused."""
     unit = minor_unit_micros(currency_code)
     if micros % unit:
-        raise ValueError(
-            f"{micros} micros is not a multiple of the {currency_code} minimum unit ({unit} micros)"
-        )
+        raise ValueError(f"{micros} micros is not a multiple of the {currency_code} minimum unit ({unit} micros)")
     return micros // unit
 
 

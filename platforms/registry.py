@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from django.conf import settings
@@ -116,7 +116,7 @@ def trust_sandbox_ca() -> None:
         os.environ.setdefault("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", str(sandbox_ca_path()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _build(platform: str) -> AdPlatform:
     if platform == "google":
         from platforms.google_ads import GoogleAdsPlatform

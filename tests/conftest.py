@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -11,19 +12,17 @@ PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(settings, tmp_path):
-    """Each test gets an empty cache of its own, so throttles and cached answers never leak."""
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": str(tmp_path),
-        }
+def _test_settings(settings):
+    """Every test starts with an empty cache: the real Redis when REDIS_URL is set (CI),
+    else process memory instead of the shared files under var/ a local run uses."""
+    # Tests render admin pages without running collectstatic first.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
-    from django.core.cache import caches
-
-    caches._settings = None  # rebuild from the new settings
-    for alias in list(caches):
-        del caches[alias]
+    if not settings.REDIS_URL:
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
     yield
 
 

@@ -1,0 +1,152 @@
+"""`make run`: bootstrap, then web + Celery worker + beat (+ the sandbox), stopped together.
+
+Runs with the project's virtualenv Python. Ctrl-C (or SIGTERM) stops every process it
+started; if one of them dies, the others are stopped too, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+
+
+def _manage(*args: str) -> list[str]:
+    return [PYTHON, str(ROOT / "manage.py"), *args]
+
+
+def _wait_for_port(host: str, port: int, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((host, port)) == 0:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsplatform.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    # Web, worker and beat write their Prometheus counters side by side; /metrics merges them.
+    metrics_dir = settings.VAR_DIR / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+    port = int(os.environ.get("PORT", "8000"))
+    host = os.environ.get("HOST", "127.0.0.1")
+    children: list[tuple[str, subprocess.Popen]] = []
+
+    def start(name: str, command: list[str]) -> subprocess.Popen:
+        process = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+        children.append((name, process))
+        return process
+
+    def stop_all(*_: object) -> None:
+        for _name, process in children:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _name, process in children:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        if settings.ADS_SANDBOX:
+            start("sandbox", _manage("sandbox"))
+            if not _wait_for_port(settings.ADS_SANDBOX_HOST, settings.ADS_SANDBOX_META_PORT):
+                print("The ad platform sandbox did not start; see its output above.", file=sys.stderr)
+                stop_all()
+                return 1
+        subprocess.run(_manage("bootstrap"), cwd=ROOT, check=True)
+        subprocess.run(_manage("collectstatic", "--noinput", "-v0"), cwd=ROOT, check=True)
+        start(
+            "web",
+            [
+                str(BIN / "gunicorn"),
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
+                "--bind",
+                f"{host}:{port}",
+                "adsplatform.wsgi",
+            ],
+        )
+        start(
+            "worker",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "adsplatform",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                os.environ.get("CELERY_CONCURRENCY", "2"),
+            ],
+        )
+        start(
+            "beat",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "adsplatform",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                settings.CELERY_BEAT_SCHEDULE_FILENAME,
+            ],
+        )
+        if not _wait_for_port(host, port):
+            print("The web server did not start; see its output above.", file=sys.stderr)
+            stop_all()
+            return 1
+        base = f"http://{host}:{port}"
+        password_file = settings.VAR_DIR / "operator_password"
+        lines = [
+            "",
+            "IBVI Ads Platform is running (Ctrl-C stops everything):",
+            f"  admin     {base}/admin/   (user {os.environ.get('DJANGO_SUPERUSER_USERNAME') or 'admin'})",
+            f"  API docs  {base}/api/docs/",
+            f"  health    {base}/healthz   ready {base}/readyz   metrics {base}/metrics",
+        ]
+        if password_file.exists() and not os.environ.get("DJANGO_SUPERUSER_PASSWORD"):
+            lines.append(f"  generated operator password: {password_file.read_text().strip()}")
+        print("\n".join(lines) + "\n", flush=True)
+        while True:
+            for name, process in children:
+                if process.poll() is not None:
+                    print(f"{name} exited with code {process.returncode}; stopping the rest.", file=sys.stderr)
+                    stop_all()
+                    return process.returncode or 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nStopping…", flush=True)
+        stop_all()
+        return 0
+    except subprocess.CalledProcessError as exc:
+        stop_all()
+        return exc.returncode or 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
