@@ -33,6 +33,11 @@ class AdAccount(models.Model):
         default=False, help_text="Set when credentials or configuration failed; scheduled syncs pause until cleared."
     )
     attention_reason = models.TextField(blank=True)
+    # The run holding this account's sync lease: one sync per account at a time, taken
+    # with a conditional UPDATE so it works on every database and survives no restart
+    # of a crashed worker beyond SYNC_LEASE_SECONDS.
+    sync_lease_run_id = models.BigIntegerField(null=True, blank=True, editable=False)
+    sync_lease_taken_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -137,6 +142,7 @@ class SyncRun(models.Model):
     metric_rows_synced = models.PositiveIntegerField(default=0)
     progress = models.CharField(max_length=255, blank=True, help_text="What the running sync is doing now.")
     attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="When a retry is due.")
     error_class = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
 

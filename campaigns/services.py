@@ -1,0 +1,349 @@
+"""Writes and workflows of the campaigns app: discover accounts, sync them, invalidate caches."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, timedelta
+from itertools import islice
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from campaigns.models import AdAccount, Campaign, CampaignStatus, DailyMetric, SyncRun
+from platforms.base import AuthError, CampaignInfo, MetricRow, PlatformError, RateLimitedError, TransientError
+from platforms.registry import get_platform
+
+logger = logging.getLogger(__name__)
+
+CAMPAIGN_CHUNK = 1_000
+METRIC_CHUNK = 5_000
+# A sync lease older than this belongs to a worker that died; the next run may take it.
+SYNC_LEASE_SECONDS = 60 * 60
+CACHE_GENERATION_KEY = "campaigns:generation"
+
+ProgressCallback = Callable[[SyncRun], None]
+
+
+class SyncAlreadyRunning(Exception):
+    """Another sync of the same account holds the lease."""
+
+
+# --- Cache generations -------------------------------------------------------------------
+
+
+def campaign_cache_generation() -> int:
+    """Cached campaign answers are keyed by this number; bumping it drops them all at once."""
+    generation = cache.get(CACHE_GENERATION_KEY)
+    if generation is None:
+        cache.add(CACHE_GENERATION_KEY, 1, timeout=None)
+        generation = cache.get(CACHE_GENERATION_KEY, 1)
+    return int(generation)
+
+
+def campaign_cache_invalidate() -> None:
+    try:
+        cache.incr(CACHE_GENERATION_KEY)
+    except ValueError:  # no generation yet: nothing cached under one either
+        cache.add(CACHE_GENERATION_KEY, 1, timeout=None)
+
+
+# --- Accounts ---------------------------------------------------------------------------------
+
+
+def account_discover(*, platforms: Iterable[str] = ("google", "meta")) -> list[AdAccount]:
+    """Create or update an AdAccount for every account the configured credentials reach."""
+    accounts: list[AdAccount] = []
+    for platform in platforms:
+        for found in get_platform(platform).list_accounts():
+            if found.is_manager:
+                continue
+            account, _ = AdAccount.objects.update_or_create(
+                platform=platform,
+                external_id=found.external_id,
+                defaults={
+                    "name": found.name,
+                    "currency_code": found.currency_code,
+                    "time_zone": found.time_zone,
+                    "manager_customer_id": found.manager_customer_id,
+                },
+            )
+            accounts.append(account)
+    return accounts
+
+
+def account_flag_attention(*, account: AdAccount, reason: str) -> None:
+    AdAccount.objects.filter(pk=account.pk).update(
+        needs_attention=True, attention_reason=reason[:2000], updated_at=timezone.now()
+    )
+
+
+def account_clear_attention(*, account: AdAccount) -> None:
+    AdAccount.objects.filter(pk=account.pk).update(needs_attention=False, attention_reason="", updated_at=timezone.now())
+
+
+# --- Sync runs --------------------------------------------------------------------------------
+
+
+def account_today(account: AdAccount) -> date:
+    """Today in the account's own time zone: the platforms date metrics that way."""
+    return timezone.now().astimezone(ZoneInfo(account.time_zone or "UTC")).date()
+
+
+def default_sync_window(account: AdAccount) -> tuple[date, date]:
+    lookback = settings.SYNC_LOOKBACK_DAYS_GOOGLE if account.platform == "google" else settings.SYNC_LOOKBACK_DAYS_META
+    today = account_today(account)
+    return today - timedelta(days=lookback - 1), today
+
+
+def sync_run_create(
+    *, account: AdAccount, trigger: str = SyncRun.Trigger.SCHEDULED, since: date | None = None, enqueue: bool = True
+) -> SyncRun:
+    """Record a queued sync of ``account`` and enqueue it once the transaction commits."""
+    date_from, date_to = default_sync_window(account)
+    if since is not None:
+        date_from = min(since, date_to)
+    run = SyncRun.objects.create(account=account, trigger=trigger, date_from=date_from, date_to=date_to)
+    if enqueue:
+        from campaigns.tasks import sync_account  # tasks import services; import here to keep that one-way
+
+        transaction.on_commit(lambda: _enqueue_quietly(sync_account, run.pk))
+    return run
+
+
+def _enqueue_quietly(task, *args) -> None:
+    # The broker being down must not fail the request: the run stays queued and the
+    # scheduler's sweep (sync_due_accounts) picks it up again.
+    try:
+        task.delay(*args)
+    except Exception:
+        logger.warning("could not enqueue %s; the sweep will retry", task.name, exc_info=True)
+
+
+def due_accounts(*, now=None) -> list[AdAccount]:
+    """Active accounts whose interval has passed and that have no sync queued or running."""
+    now = now or timezone.now()
+    busy = SyncRun.objects.filter(status__in=(SyncRun.Status.QUEUED, SyncRun.Status.RUNNING)).values("account_id")
+    candidates = AdAccount.objects.filter(is_active=True, needs_attention=False).exclude(pk__in=busy)
+    return [
+        account
+        for account in candidates
+        if account.last_synced_at is None
+        or account.last_synced_at + timedelta(minutes=account.sync_interval_minutes) <= now
+    ]
+
+
+def stale_queued_runs(*, grace_seconds: int = 300) -> list[SyncRun]:
+    """Queued runs whose message should have been handled by now but was not (lost in a
+    broker outage); a run waiting for its announced retry time is not stale."""
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    return list(
+        SyncRun.objects.filter(status=SyncRun.Status.QUEUED)
+        .filter(Q(next_attempt_at__isnull=True, created_at__lt=cutoff) | Q(next_attempt_at__lt=cutoff))
+    )
+
+
+def sync_run_retry_at(*, run: SyncRun, delay_seconds: float) -> None:
+    SyncRun.objects.filter(pk=run.pk).update(next_attempt_at=timezone.now() + timedelta(seconds=delay_seconds))
+
+
+def _take_lease(run: SyncRun) -> bool:
+    now = timezone.now()
+    stale = now - timedelta(seconds=SYNC_LEASE_SECONDS)
+    taken = AdAccount.objects.filter(
+        Q(sync_lease_run_id__isnull=True) | Q(sync_lease_run_id=run.pk) | Q(sync_lease_taken_at__lt=stale),
+        pk=run.account_id,
+    ).update(sync_lease_run_id=run.pk, sync_lease_taken_at=now)
+    return taken == 1
+
+
+def _release_lease(run: SyncRun) -> None:
+    AdAccount.objects.filter(pk=run.account_id, sync_lease_run_id=run.pk).update(
+        sync_lease_run_id=None, sync_lease_taken_at=None
+    )
+
+
+def _save_progress(run: SyncRun, text: str, progress: ProgressCallback | None) -> None:
+    run.progress = text[:255]
+    SyncRun.objects.filter(pk=run.pk).update(
+        progress=run.progress, campaigns_synced=run.campaigns_synced, metric_rows_synced=run.metric_rows_synced
+    )
+    if progress:
+        progress(run)
+
+
+def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> SyncRun:
+    """Run one sync: campaigns and budgets, then the metrics window; record everything on ``run``.
+
+    Platform errors are recorded and re-raised for the caller (the task) to decide on a
+    retry. Data already written stays: every chunk holds fresher numbers than before, and
+    nothing is deleted, so a failed run leaves the last good data in place.
+    """
+    account = run.account
+    if not _take_lease(run):
+        run.status = SyncRun.Status.SKIPPED
+        run.finished_at = timezone.now()
+        run.progress = "Another sync of this account is running."
+        run.save(update_fields=["status", "finished_at", "progress"])
+        raise SyncAlreadyRunning(f"account {account.pk} is already being synced")
+
+    run.status = SyncRun.Status.RUNNING
+    run.started_at = timezone.now()
+    run.finished_at = None
+    run.attempts += 1
+    run.campaigns_synced = run.metric_rows_synced = 0
+    run.save(update_fields=["status", "started_at", "finished_at", "attempts", "campaigns_synced", "metric_rows_synced"])
+    adapter = get_platform(account.platform)
+    try:
+        _save_progress(run, "Reading campaigns…", progress)
+        run.campaigns_synced = campaign_upsert(
+            account=account, campaigns=adapter.list_campaigns(account), synced_at=run.started_at
+        )
+        _save_progress(run, f"{run.campaigns_synced} campaigns; reading metrics {run.date_from}…{run.date_to}", progress)
+
+        def on_chunk(rows_so_far: int) -> None:
+            run.metric_rows_synced = rows_so_far
+            _save_progress(run, f"{run.campaigns_synced} campaigns; {rows_so_far} metric rows so far", progress)
+
+        run.metric_rows_synced = metric_upsert(
+            account=account,
+            rows=adapter.iter_daily_metrics(account, run.date_from, run.date_to),
+            on_chunk=on_chunk,
+        )
+    except PlatformError as exc:
+        _record_failure(run, exc)
+        if isinstance(exc, AuthError):
+            account_flag_attention(account=account, reason=f"{type(exc).__name__}: {exc}")
+        raise
+    except Exception as exc:
+        _record_failure(run, exc)
+        raise
+    finally:
+        _release_lease(run)
+
+    finished = timezone.now()
+    run.status = SyncRun.Status.SUCCEEDED
+    run.finished_at = finished
+    run.progress = f"Done: {run.campaigns_synced} campaigns, {run.metric_rows_synced} metric rows."
+    run.error_class = run.error_message = ""
+    run.save()
+    AdAccount.objects.filter(pk=account.pk).update(last_synced_at=finished)
+    transaction.on_commit(campaign_cache_invalidate)
+    logger.info(
+        "sync finished",
+        extra={"account_id": account.pk, "sync_run_id": run.pk, "campaigns": run.campaigns_synced,
+               "metric_rows": run.metric_rows_synced, "seconds": run.duration_seconds},
+    )
+    return run
+
+
+def _record_failure(run: SyncRun, exc: Exception) -> None:
+    retryable = isinstance(exc, TransientError)
+    run.status = SyncRun.Status.QUEUED if retryable else SyncRun.Status.FAILED
+    run.finished_at = None if retryable else timezone.now()
+    run.error_class = type(exc).__name__
+    run.error_message = str(exc)[:4000]
+    if isinstance(exc, RateLimitedError):
+        run.progress = f"Rate limited; retrying in {exc.retry_after_seconds:.0f}s."
+    elif retryable:
+        run.progress = "Platform unavailable; retrying with backoff."
+    else:
+        run.progress = "Failed; the last good data is unchanged."
+    run.save()
+    logger.warning(
+        "sync failed",
+        extra={"account_id": run.account_id, "sync_run_id": run.pk, "error_class": run.error_class,
+               "retryable": retryable},
+    )
+
+
+def sync_run_give_up(*, run: SyncRun) -> None:
+    """The task ran out of retries: the run is failed for good."""
+    SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.FAILED, finished_at=timezone.now())
+
+
+def _chunks(iterable: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(iterable)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def campaign_upsert(*, account: AdAccount, campaigns: Iterable[CampaignInfo], synced_at) -> int:
+    """Insert or update the account's campaigns in chunks; ones that vanished are marked removed."""
+    seen: set[str] = set()
+    for chunk in _chunks(campaigns, CAMPAIGN_CHUNK):
+        Campaign.objects.bulk_create(
+            [
+                Campaign(
+                    account=account,
+                    platform=account.platform,
+                    external_id=info.external_id,
+                    name=info.name,
+                    status=info.status,
+                    daily_budget_micros=info.daily_budget_micros,
+                    budget_micros=info.budget_micros,
+                    budget_external_id=info.budget_external_id,
+                    budget_is_shared=info.budget_is_shared,
+                    synced_at=synced_at,
+                    updated_at=synced_at,
+                )
+                for info in chunk
+            ],
+            update_conflicts=True,
+            unique_fields=["platform", "external_id"],
+            update_fields=[
+                "name", "status", "daily_budget_micros", "budget_micros", "budget_external_id",
+                "budget_is_shared", "synced_at", "updated_at",
+            ],
+        )
+        seen.update(info.external_id for info in chunk)
+    # Never deleted: their metrics history stays reportable.
+    (
+        Campaign.objects.filter(account=account)
+        .exclude(status=CampaignStatus.REMOVED)
+        .exclude(external_id__in=seen)
+        .update(status=CampaignStatus.REMOVED, synced_at=synced_at, updated_at=synced_at)
+    )
+    return len(seen)
+
+
+def metric_upsert(
+    *, account: AdAccount, rows: Iterable[MetricRow], on_chunk: Callable[[int], None] | None = None
+) -> int:
+    """Upsert daily metrics in chunks as they stream in; memory holds one chunk at a time."""
+    campaign_ids = dict(Campaign.objects.filter(account=account).values_list("external_id", "id"))
+    now = timezone.now()
+    written = 0
+    for chunk in _chunks(rows, METRIC_CHUNK):
+        objects = []
+        for row in chunk:
+            campaign_id = campaign_ids.get(row.campaign_external_id)
+            if campaign_id is None:  # metrics for a campaign the listing did not return
+                logger.warning("metrics for an unknown campaign skipped", extra={"campaign": row.campaign_external_id})
+                continue
+            objects.append(
+                DailyMetric(
+                    campaign_id=campaign_id,
+                    date=row.date,
+                    impressions=row.impressions,
+                    clicks=row.clicks,
+                    cost_micros=row.cost_micros,
+                    conversions=row.conversions,
+                    conversion_value_micros=row.conversion_value_micros,
+                    updated_at=now,
+                )
+            )
+        DailyMetric.objects.bulk_create(
+            objects,
+            update_conflicts=True,
+            unique_fields=["campaign", "date"],
+            update_fields=["impressions", "clicks", "cost_micros", "conversions", "conversion_value_micros", "updated_at"],
+        )
+        written += len(objects)
+        if on_chunk:
+            on_chunk(written)
+    return written

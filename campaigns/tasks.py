@@ -1,0 +1,58 @@
+"""Thin Celery tasks: load by id, call one service, decide on a retry."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from celery import shared_task
+
+from adsplatform.celery import MAX_RETRY_DELAY_SECONDS
+from campaigns import services
+from campaigns.models import SyncRun
+from platforms.base import RateLimitedError, TransientError
+
+logger = logging.getLogger(__name__)
+
+MAX_SYNC_RETRIES = 6
+
+
+def _retry_delay(exc: TransientError, retries: int) -> float:
+    if isinstance(exc, RateLimitedError):
+        # The platform said when; a little jitter so many accounts don't return at once.
+        delay = exc.retry_after_seconds + random.uniform(0, 5)
+    else:
+        delay = min(2 ** (retries + 2), 600) * random.uniform(0.8, 1.2)
+    return min(delay, MAX_RETRY_DELAY_SECONDS)
+
+
+@shared_task(bind=True, name="campaigns.sync_account", acks_late=True, max_retries=MAX_SYNC_RETRIES)
+def sync_account(self, sync_run_id: int) -> None:
+    run = SyncRun.objects.select_related("account").filter(pk=sync_run_id).first()
+    if run is None or run.status not in (SyncRun.Status.QUEUED, SyncRun.Status.RUNNING):
+        return  # already done: a redelivered message changes nothing
+    try:
+        services.campaign_sync(run=run)
+    except services.SyncAlreadyRunning:
+        return
+    except TransientError as exc:
+        if self.request.retries >= self.max_retries:
+            services.sync_run_give_up(run=run)
+            return
+        delay = _retry_delay(exc, self.request.retries)
+        services.sync_run_retry_at(run=run, delay_seconds=delay)
+        raise self.retry(exc=exc, countdown=delay) from exc
+    except Exception:
+        # Recorded on the run (auth → account flagged); retrying cannot help.
+        logger.exception("sync failed for good", extra={"sync_run_id": sync_run_id})
+
+
+@shared_task(name="campaigns.sync_due_accounts")
+def sync_due_accounts() -> int:
+    """Beat, every minute: start the syncs that are due, and re-send ones whose message was lost."""
+    for run in services.stale_queued_runs():
+        sync_account.delay(run.pk)
+    accounts = services.due_accounts()
+    for account in accounts:
+        services.sync_run_create(account=account, trigger=SyncRun.Trigger.SCHEDULED)
+    return len(accounts)
