@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from adsplatform import auth_api, ops
+from campaigns.api import CampaignListView
 
 api_v1 = [
     path("auth/", include(auth_api.urlpatterns)),
@@ -22,6 +23,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/", include(api_v1)),
+    # The seed's original path, kept for clients written against it.
+    path("api/campaigns", CampaignListView.as_view(), name="campaign-list-alias"),
 ]
 
 handler404 = "adsplatform.errors.handler404"

@@ -1,3 +1,421 @@
-from django.urls import path  # noqa: F401
+"""The unified campaign API: served from PostgreSQL (and Redis), never from the ad platforms."""
 
-urlpatterns: list = []
+from __future__ import annotations
+
+import hashlib
+from datetime import date, timedelta
+from typing import Any
+
+import orjson
+from django.core.cache import cache
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from campaigns import selectors, services
+from campaigns.models import AdAccount, CampaignStatus, Platform, SyncRun
+
+MAX_RANGE_DAYS = 400
+DEFAULT_RANGE_DAYS = 30
+CACHE_SECONDS = 5 * 60
+
+
+# --- Query parameters ------------------------------------------------------------------------
+
+
+class DateRangeParams(serializers.Serializer):
+    date_from = serializers.DateField(required=False, help_text="First day (inclusive); default 30 days ago.")
+    date_to = serializers.DateField(required=False, help_text="Last day (inclusive); default today.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        today = timezone.localdate()
+        date_to = attrs.get("date_to") or today
+        date_from = attrs.get("date_from") or date_to - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+        if date_from > date_to:
+            raise serializers.ValidationError({"date_from": ["Must be on or before date_to."]})
+        if (date_to - date_from).days + 1 > MAX_RANGE_DAYS:
+            raise serializers.ValidationError({"date_to": [f"The range may cover at most {MAX_RANGE_DAYS} days."]})
+        attrs["date_from"], attrs["date_to"] = date_from, date_to
+        return attrs
+
+
+def _ordering_choices() -> list[str]:
+    return [prefix + name for name in selectors.ORDERINGS for prefix in ("", "-")]
+
+
+class CampaignListParams(DateRangeParams):
+    platform = serializers.ChoiceField(choices=Platform.values, required=False)
+    status = serializers.ChoiceField(choices=CampaignStatus.values, required=False)
+    account = serializers.IntegerField(required=False, min_value=1)
+    search = serializers.CharField(required=False, max_length=200)
+    ordering = serializers.ChoiceField(choices=_ordering_choices(), required=False, default="name")
+    page = serializers.IntegerField(required=False, min_value=1, default=1)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=500, default=50)
+
+
+class SummaryParams(DateRangeParams):
+    platform = serializers.ChoiceField(choices=Platform.values, required=False)
+    account = serializers.IntegerField(required=False, min_value=1)
+
+
+def _parse(params_class, request) -> dict[str, Any]:
+    params = params_class(data=request.query_params)
+    params.is_valid(raise_exception=True)
+    return params.validated_data
+
+
+# --- Response shapes (also the OpenAPI schema) ------------------------------------------------
+
+
+class AccountRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    platform = serializers.CharField()
+
+
+class MetricsSerializer(serializers.Serializer):
+    impressions = serializers.IntegerField()
+    clicks = serializers.IntegerField()
+    cost_micros = serializers.IntegerField()
+    conversions = serializers.FloatField()
+    conversion_value_micros = serializers.IntegerField()
+    ctr = serializers.FloatField(allow_null=True)
+    cpc_micros = serializers.IntegerField(allow_null=True)
+    cpa_micros = serializers.IntegerField(allow_null=True)
+    roas = serializers.FloatField(allow_null=True)
+
+
+class CampaignSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    platform = serializers.CharField()
+    external_id = serializers.CharField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    daily_budget_micros = serializers.IntegerField(allow_null=True)
+    budget_micros = serializers.IntegerField(allow_null=True)
+    currency_code = serializers.CharField()
+    account = AccountRefSerializer()
+    synced_at = serializers.DateTimeField(allow_null=True)
+    metrics = MetricsSerializer()
+    date_from = serializers.DateField()
+    date_to = serializers.DateField()
+
+
+class CampaignPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    next = serializers.CharField(allow_null=True)
+    previous = serializers.CharField(allow_null=True)
+    results = CampaignSerializer(many=True)
+
+
+def _metrics(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "impressions": row["impressions"],
+        "clicks": row["clicks"],
+        "cost_micros": row["cost_micros"],
+        "conversions": float(row["conversions"]),
+        "conversion_value_micros": row["conversion_value_micros"],
+        **selectors.derived_metrics(row),
+    }
+
+
+def campaign_row(row: dict[str, Any], date_from: date, date_to: date) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "platform": row["platform"],
+        "external_id": row["external_id"],
+        "name": row["name"],
+        "status": row["status"],
+        "daily_budget_micros": row["daily_budget_micros"],
+        "budget_micros": row["budget_micros"],
+        "currency_code": row["account__currency_code"],
+        "account": {"id": row["account_id"], "name": row["account__name"], "platform": row["account__platform"]},
+        "synced_at": row["synced_at"],
+        "metrics": _metrics(row),
+        "date_from": date_from,
+        "date_to": date_to,
+    }
+
+
+# --- Caching with ETags ------------------------------------------------------------------------
+
+
+def _cached_json(request, scope: str, build) -> HttpResponse:
+    """Serve ``build()`` as JSON from the cache (keyed by the query and the sync generation)
+    with an ETag; a matching If-None-Match gets 304 and no body."""
+    query = request.GET.urlencode()
+    key = f"api:{scope}:g{services.campaign_cache_generation()}:{hashlib.sha256(query.encode()).hexdigest()[:32]}"
+    body = cache.get(key)
+    cache_status = "hit"
+    if body is None:
+        cache_status = "miss"
+        body = orjson.dumps(build(), option=orjson.OPT_NON_STR_KEYS)
+        cache.set(key, body, CACHE_SECONDS)
+    etag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+    if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
+        response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)
+    else:
+        response = HttpResponse(body, content_type="application/json")
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, max-age=0, must-revalidate"
+    response["X-Cache"] = cache_status
+    return response
+
+
+# --- Views ---------------------------------------------------------------------------------------
+
+
+class CampaignListView(APIView):
+    @extend_schema(
+        operation_id="campaigns_list",
+        parameters=[CampaignListParams],
+        responses=CampaignPageSerializer,
+        summary="Campaigns of both platforms with metrics for a date range",
+    )
+    def get(self, request):
+        params = _parse(CampaignListParams, request)
+        return _cached_json(request, "campaigns", lambda: self._page(request, params))
+
+    def _page(self, request, params: dict[str, Any]) -> dict[str, Any]:
+        filters = selectors.CampaignFilters(
+            date_from=params["date_from"],
+            date_to=params["date_to"],
+            platform=params.get("platform"),
+            status=params.get("status"),
+            account_id=params.get("account"),
+            search=params.get("search"),
+            ordering=params["ordering"],
+        )
+        page, size = params["page"], params["page_size"]
+        count = selectors.campaign_queryset(filters).count()
+        if page > 1 and (page - 1) * size >= count:
+            raise NotFound(f"Page {page} is past the last page ({max(1, -(-count // size))}).")
+        rows = selectors.campaign_list(filters=filters)[(page - 1) * size : page * size]
+
+        def page_url(number: int) -> str:
+            query = request.GET.copy()
+            query["page"] = str(number)
+            return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+
+        return {
+            "count": count,
+            "page": page,
+            "page_size": size,
+            "next": page_url(page + 1) if page * size < count else None,
+            "previous": page_url(page - 1) if page > 1 else None,
+            "results": [campaign_row(row, filters.date_from, filters.date_to) for row in rows],
+        }
+
+
+class CampaignDetailView(APIView):
+    @extend_schema(operation_id="campaigns_retrieve", parameters=[DateRangeParams], responses=CampaignSerializer)
+    def get(self, request, campaign_id):
+        params = _parse(DateRangeParams, request)
+        campaign = get_object_or_404(
+            selectors.campaign_queryset(_all_of(params)).select_related("account"), pk=campaign_id
+        )
+        totals = selectors.campaign_window_totals(
+            campaign=campaign, date_from=params["date_from"], date_to=params["date_to"]
+        )
+        row = {
+            "id": campaign.id,
+            "platform": campaign.platform,
+            "external_id": campaign.external_id,
+            "name": campaign.name,
+            "status": campaign.status,
+            "daily_budget_micros": campaign.daily_budget_micros,
+            "budget_micros": campaign.budget_micros,
+            "synced_at": campaign.synced_at,
+            "account_id": campaign.account_id,
+            "account__name": campaign.account.name,
+            "account__platform": campaign.account.platform,
+            "account__currency_code": campaign.account.currency_code,
+            **totals,
+        }
+        return Response(campaign_row(row, params["date_from"], params["date_to"]))
+
+
+def _all_of(params: dict[str, Any]) -> selectors.CampaignFilters:
+    return selectors.CampaignFilters(date_from=params["date_from"], date_to=params["date_to"])
+
+
+class CampaignMetricsView(APIView):
+    @extend_schema(
+        operation_id="campaigns_metrics",
+        parameters=[DateRangeParams],
+        responses=inline_serializer(
+            "CampaignDailySeries",
+            {
+                "campaign_id": serializers.UUIDField(),
+                "currency_code": serializers.CharField(),
+                "days": inline_serializer(
+                    "CampaignDay",
+                    {
+                        "date": serializers.DateField(),
+                        **{f: serializers.IntegerField() for f in selectors.METRIC_FIELDS},
+                    },
+                    many=True,
+                ),
+            },
+        ),
+    )
+    def get(self, request, campaign_id):
+        params = _parse(DateRangeParams, request)
+        campaign = get_object_or_404(
+            selectors.campaign_queryset(_all_of(params)).select_related("account"), pk=campaign_id
+        )
+        days = [
+            {**day, "conversions": float(day["conversions"])}
+            for day in selectors.campaign_daily_series(
+                campaign=campaign, date_from=params["date_from"], date_to=params["date_to"]
+            )
+        ]
+        return Response({"campaign_id": campaign.id, "currency_code": campaign.account.currency_code, "days": days})
+
+
+class SummaryView(APIView):
+    @extend_schema(
+        operation_id="summary",
+        parameters=[SummaryParams],
+        responses=inline_serializer(
+            "Summary",
+            {
+                "date_from": serializers.DateField(),
+                "date_to": serializers.DateField(),
+                "totals": inline_serializer(
+                    "SummaryRow",
+                    {
+                        "platform": serializers.CharField(),
+                        "currency_code": serializers.CharField(),
+                        "campaigns": serializers.IntegerField(),
+                        **MetricsSerializer().get_fields(),
+                    },
+                    many=True,
+                ),
+            },
+        ),
+        summary="Totals per platform and per currency (never one sum across currencies)",
+    )
+    def get(self, request):
+        params = _parse(SummaryParams, request)
+
+        def build() -> dict[str, Any]:
+            rows = selectors.summary_by_platform_and_currency(
+                date_from=params["date_from"],
+                date_to=params["date_to"],
+                platform=params.get("platform"),
+                account_id=params.get("account"),
+            )
+            totals = [
+                {
+                    "platform": r["platform"],
+                    "currency_code": r["currency_code"],
+                    "campaigns": r["campaigns"],
+                    **_metrics(r),
+                }
+                for r in rows
+            ]
+            return {"date_from": params["date_from"], "date_to": params["date_to"], "totals": totals}
+
+        return _cached_json(request, "summary", build)
+
+
+class AccountSerializer(serializers.ModelSerializer):
+    campaign_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = AdAccount
+        fields = (
+            "id",
+            "platform",
+            "external_id",
+            "name",
+            "currency_code",
+            "time_zone",
+            "manager_customer_id",
+            "is_active",
+            "sync_interval_minutes",
+            "last_synced_at",
+            "needs_attention",
+            "attention_reason",
+            "campaign_count",
+        )
+
+
+class SyncRunSerializer(serializers.ModelSerializer):
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    account_name = serializers.CharField(source="account.name", read_only=True)
+
+    class Meta:
+        model = SyncRun
+        fields = (
+            "id",
+            "account",
+            "account_name",
+            "trigger",
+            "status",
+            "date_from",
+            "date_to",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "campaigns_synced",
+            "metric_rows_synced",
+            "progress",
+            "attempts",
+            "next_attempt_at",
+            "error_class",
+            "error_message",
+        )
+
+
+class AccountListView(APIView):
+    @extend_schema(operation_id="accounts_list", responses=AccountSerializer(many=True))
+    def get(self, request):
+        return Response(AccountSerializer(selectors.account_list(), many=True).data)
+
+
+class AccountSyncView(APIView):
+    @extend_schema(operation_id="accounts_sync", request=None, responses={202: SyncRunSerializer})
+    def post(self, request, account_id: int):
+        account = get_object_or_404(AdAccount, pk=account_id)
+        run = services.sync_run_create(account=account, trigger=SyncRun.Trigger.MANUAL)
+        return Response(SyncRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SyncRunListParams(serializers.Serializer):
+    account = serializers.IntegerField(required=False, min_value=1)
+    status = serializers.ChoiceField(choices=SyncRun.Status.values, required=False)
+
+
+class SyncRunListView(APIView):
+    @extend_schema(
+        operation_id="sync_runs_list", parameters=[SyncRunListParams], responses=SyncRunSerializer(many=True)
+    )
+    def get(self, request):
+        params = _parse(SyncRunListParams, request)
+        runs = selectors.sync_run_list(account_id=params.get("account"), status=params.get("status"))
+        paginator = api_settings.DEFAULT_PAGINATION_CLASS()
+        page = paginator.paginate_queryset(runs, request, view=self)
+        return paginator.get_paginated_response(SyncRunSerializer(page, many=True).data)
+
+
+urlpatterns = [
+    path("campaigns/", CampaignListView.as_view(), name="campaign-list"),
+    path("campaigns/<uuid:campaign_id>/", CampaignDetailView.as_view(), name="campaign-detail"),
+    path("campaigns/<uuid:campaign_id>/metrics/", CampaignMetricsView.as_view(), name="campaign-metrics"),
+    path("summary/", SummaryView.as_view(), name="summary"),
+    path("accounts/", AccountListView.as_view(), name="account-list"),
+    path("accounts/<int:account_id>/sync/", AccountSyncView.as_view(), name="account-sync"),
+    path("sync-runs/", SyncRunListView.as_view(), name="sync-run-list"),
+]

@@ -83,7 +83,9 @@ def account_flag_attention(*, account: AdAccount, reason: str) -> None:
 
 
 def account_clear_attention(*, account: AdAccount) -> None:
-    AdAccount.objects.filter(pk=account.pk).update(needs_attention=False, attention_reason="", updated_at=timezone.now())
+    AdAccount.objects.filter(pk=account.pk).update(
+        needs_attention=False, attention_reason="", updated_at=timezone.now()
+    )
 
 
 # --- Sync runs --------------------------------------------------------------------------------
@@ -142,8 +144,9 @@ def stale_queued_runs(*, grace_seconds: int = 300) -> list[SyncRun]:
     broker outage); a run waiting for its announced retry time is not stale."""
     cutoff = timezone.now() - timedelta(seconds=grace_seconds)
     return list(
-        SyncRun.objects.filter(status=SyncRun.Status.QUEUED)
-        .filter(Q(next_attempt_at__isnull=True, created_at__lt=cutoff) | Q(next_attempt_at__lt=cutoff))
+        SyncRun.objects.filter(status=SyncRun.Status.QUEUED).filter(
+            Q(next_attempt_at__isnull=True, created_at__lt=cutoff) | Q(next_attempt_at__lt=cutoff)
+        )
     )
 
 
@@ -196,14 +199,18 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
     run.finished_at = None
     run.attempts += 1
     run.campaigns_synced = run.metric_rows_synced = 0
-    run.save(update_fields=["status", "started_at", "finished_at", "attempts", "campaigns_synced", "metric_rows_synced"])
+    run.save(
+        update_fields=["status", "started_at", "finished_at", "attempts", "campaigns_synced", "metric_rows_synced"]
+    )
     adapter = get_platform(account.platform)
     try:
         _save_progress(run, "Reading campaigns…", progress)
         run.campaigns_synced = campaign_upsert(
             account=account, campaigns=adapter.list_campaigns(account), synced_at=run.started_at
         )
-        _save_progress(run, f"{run.campaigns_synced} campaigns; reading metrics {run.date_from}…{run.date_to}", progress)
+        _save_progress(
+            run, f"{run.campaigns_synced} campaigns; reading metrics {run.date_from}…{run.date_to}", progress
+        )
 
         def on_chunk(rows_so_far: int) -> None:
             run.metric_rows_synced = rows_so_far
@@ -235,8 +242,13 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
     transaction.on_commit(campaign_cache_invalidate)
     logger.info(
         "sync finished",
-        extra={"account_id": account.pk, "sync_run_id": run.pk, "campaigns": run.campaigns_synced,
-               "metric_rows": run.metric_rows_synced, "seconds": run.duration_seconds},
+        extra={
+            "account_id": account.pk,
+            "sync_run_id": run.pk,
+            "campaigns": run.campaigns_synced,
+            "metric_rows": run.metric_rows_synced,
+            "seconds": run.duration_seconds,
+        },
     )
     return run
 
@@ -256,8 +268,12 @@ def _record_failure(run: SyncRun, exc: Exception) -> None:
     run.save()
     logger.warning(
         "sync failed",
-        extra={"account_id": run.account_id, "sync_run_id": run.pk, "error_class": run.error_class,
-               "retryable": retryable},
+        extra={
+            "account_id": run.account_id,
+            "sync_run_id": run.pk,
+            "error_class": run.error_class,
+            "retryable": retryable,
+        },
     )
 
 
@@ -296,8 +312,14 @@ def campaign_upsert(*, account: AdAccount, campaigns: Iterable[CampaignInfo], sy
             update_conflicts=True,
             unique_fields=["platform", "external_id"],
             update_fields=[
-                "name", "status", "daily_budget_micros", "budget_micros", "budget_external_id",
-                "budget_is_shared", "synced_at", "updated_at",
+                "name",
+                "status",
+                "daily_budget_micros",
+                "budget_micros",
+                "budget_external_id",
+                "budget_is_shared",
+                "synced_at",
+                "updated_at",
             ],
         )
         seen.update(info.external_id for info in chunk)
@@ -341,7 +363,14 @@ def metric_upsert(
             objects,
             update_conflicts=True,
             unique_fields=["campaign", "date"],
-            update_fields=["impressions", "clicks", "cost_micros", "conversions", "conversion_value_micros", "updated_at"],
+            update_fields=[
+                "impressions",
+                "clicks",
+                "cost_micros",
+                "conversions",
+                "conversion_value_micros",
+                "updated_at",
+            ],
         )
         written += len(objects)
         if on_chunk:

@@ -1,0 +1,191 @@
+"""Reads of the campaigns app. Each returns a queryset or plain rows in a fixed number of queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Cast, Coalesce, NullIf
+
+from campaigns.models import AdAccount, Campaign, DailyMetric, SyncRun
+
+METRIC_FIELDS = ("impressions", "clicks", "cost_micros", "conversions", "conversion_value_micros")
+_DECIMAL = DecimalField(max_digits=24, decimal_places=4)
+
+# API ordering names → the annotated column they sort by.
+ORDERINGS = {
+    "name": "name",
+    "cost": "cost_micros",
+    "clicks": "clicks",
+    "conversions": "conversions",
+    "cpa": "cpa_sort",
+    "roas": "roas_sort",
+}
+
+
+@dataclass(frozen=True)
+class CampaignFilters:
+    date_from: date
+    date_to: date
+    platform: str | None = None
+    status: str | None = None
+    account_id: int | None = None
+    search: str | None = None
+    ordering: str = "name"  # a key of ORDERINGS, optionally prefixed with "-"
+
+
+def _window_sum(field: str, date_from: date, date_to: date):
+    """The campaign's total of ``field`` over the window, as a correlated subquery.
+
+    A subquery rather than a JOIN + GROUP BY: PostgreSQL evaluates it only for the rows
+    that survive ORDER BY ... LIMIT when the order does not need it, so a page of 100
+    campaigns sums 100 × 30 index entries instead of every campaign's window.
+    """
+    output = _DECIMAL if field == "conversions" else BigIntegerField()
+    total = (
+        DailyMetric.objects.filter(campaign=OuterRef("pk"), date__gte=date_from, date__lte=date_to)
+        .order_by()
+        .values("campaign")
+        .annotate(total=Sum(field))
+        .values("total")
+    )
+    return Coalesce(Subquery(total, output_field=output), Value(0), output_field=output)
+
+
+def campaign_queryset(filters: CampaignFilters) -> QuerySet[Campaign]:
+    """Campaigns matching the filters (no metrics): what the count query runs on."""
+    queryset = Campaign.objects.all()
+    if filters.platform:
+        queryset = queryset.filter(platform=filters.platform)
+    if filters.status:
+        queryset = queryset.filter(status=filters.status)
+    if filters.account_id:
+        queryset = queryset.filter(account_id=filters.account_id)
+    if filters.search:
+        queryset = queryset.filter(Q(name__icontains=filters.search) | Q(external_id=filters.search))
+    return queryset
+
+
+def campaign_list(*, filters: CampaignFilters) -> QuerySet:
+    """Plain rows: each campaign with its account and window metrics, ordered; slice it to page."""
+    sums = {field: _window_sum(field, filters.date_from, filters.date_to) for field in METRIC_FIELDS}
+    queryset = campaign_queryset(filters).annotate(**sums)
+    key = filters.ordering.lstrip("-")
+    descending = filters.ordering.startswith("-")
+    if key == "cpa":
+        queryset = queryset.annotate(
+            cpa_sort=ExpressionWrapper(
+                Cast(F("cost_micros"), FloatField()) / NullIf(Cast(F("conversions"), FloatField()), Value(0.0)),
+                output_field=FloatField(),
+            )
+        )
+    elif key == "roas":
+        queryset = queryset.annotate(
+            roas_sort=ExpressionWrapper(
+                Cast(F("conversion_value_micros"), FloatField())
+                / NullIf(Cast(F("cost_micros"), FloatField()), Value(0.0)),
+                output_field=FloatField(),
+            )
+        )
+    column = F(ORDERINGS[key])
+    order = column.desc(nulls_last=True) if descending else column.asc(nulls_last=True)
+    return queryset.values(
+        "id",
+        "platform",
+        "external_id",
+        "name",
+        "status",
+        "daily_budget_micros",
+        "budget_micros",
+        "synced_at",
+        "account_id",
+        "account__name",
+        "account__platform",
+        "account__currency_code",
+        *METRIC_FIELDS,
+    ).order_by(order, "id")
+
+
+def campaign_get(*, campaign_id) -> Campaign:
+    return Campaign.objects.select_related("account").get(pk=campaign_id)
+
+
+def campaign_window_totals(*, campaign: Campaign, date_from: date, date_to: date) -> dict[str, Any]:
+    totals = DailyMetric.objects.filter(campaign=campaign, date__gte=date_from, date__lte=date_to).aggregate(
+        **{
+            field: Coalesce(
+                Sum(field), Value(0), output_field=_DECIMAL if field == "conversions" else BigIntegerField()
+            )
+            for field in METRIC_FIELDS
+        }
+    )
+    return totals
+
+
+def campaign_daily_series(*, campaign: Campaign, date_from: date, date_to: date) -> QuerySet:
+    return (
+        DailyMetric.objects.filter(campaign=campaign, date__gte=date_from, date__lte=date_to)
+        .order_by("date")
+        .values("date", *METRIC_FIELDS)
+    )
+
+
+def summary_by_platform_and_currency(
+    *, date_from: date, date_to: date, platform: str | None = None, account_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Totals per (platform, currency): money in different currencies is never added up."""
+    metrics = DailyMetric.objects.filter(date__gte=date_from, date__lte=date_to)
+    if platform:
+        metrics = metrics.filter(campaign__platform=platform)
+    if account_id:
+        metrics = metrics.filter(campaign__account_id=account_id)
+    return list(
+        metrics.values(platform=F("campaign__platform"), currency_code=F("campaign__account__currency_code"))
+        .annotate(
+            campaigns=Count("campaign", distinct=True),
+            **{field: Sum(field) for field in METRIC_FIELDS},
+        )
+        .order_by("platform", "currency_code")
+    )
+
+
+def derived_metrics(row: dict[str, Any]) -> dict[str, Any]:
+    """CTR, CPC, CPA and ROAS from the sums; None where the denominator is zero."""
+    impressions, clicks = row["impressions"] or 0, row["clicks"] or 0
+    cost, value = row["cost_micros"] or 0, row["conversion_value_micros"] or 0
+    conversions = Decimal(row["conversions"] or 0)
+    return {
+        "ctr": round(clicks / impressions, 6) if impressions else None,
+        "cpc_micros": cost // clicks if clicks else None,
+        "cpa_micros": int(cost / conversions) if conversions else None,
+        "roas": round(value / cost, 4) if cost else None,
+    }
+
+
+def account_list() -> QuerySet[AdAccount]:
+    return AdAccount.objects.annotate(campaign_count=Count("campaigns")).order_by("platform", "name")
+
+
+def sync_run_list(*, account_id: int | None = None, status: str | None = None) -> QuerySet[SyncRun]:
+    runs = SyncRun.objects.select_related("account")
+    if account_id:
+        runs = runs.filter(account_id=account_id)
+    if status:
+        runs = runs.filter(status=status)
+    return runs.order_by("-created_at")
