@@ -5,7 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from adsplatform import auth_api, ops
-from campaigns.api import CampaignListView
+from campaigns.api import CampaignListAliasView
 
 api_v1 = [
     path("auth/", include(auth_api.urlpatterns)),
@@ -24,7 +24,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/", include(api_v1)),
     # The seed's original path, kept for clients written against it.
-    path("api/campaigns", CampaignListView.as_view(), name="campaign-list-alias"),
+    path("api/campaigns", CampaignListAliasView.as_view(), name="campaign-list-alias"),
 ]
 
 handler404 = "adsplatform.errors.handler404"

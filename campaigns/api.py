@@ -216,6 +216,20 @@ class CampaignListView(APIView):
         }
 
 
+class CampaignListAliasView(CampaignListView):
+    """The seed's original path (GET /api/campaigns), kept for clients written against it."""
+
+    @extend_schema(
+        operation_id="campaigns_list_alias",
+        parameters=[CampaignListParams],
+        responses=CampaignPageSerializer,
+        deprecated=True,
+        summary="Alias of GET /api/v1/campaigns/",
+    )
+    def get(self, request):
+        return super().get(request)
+
+
 class CampaignDetailView(APIView):
     @extend_schema(operation_id="campaigns_retrieve", parameters=[DateRangeParams], responses=CampaignSerializer)
     def get(self, request, campaign_id):

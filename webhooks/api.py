@@ -1,3 +1,278 @@
-from django.urls import path  # noqa: F401
+"""Webhook receivers (Make.com/Zapier relay, Google Ads lead forms) and the leads API."""
 
-urlpatterns: list = []
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import django_filters
+from django.urls import path
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import exceptions, generics, serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from webhooks import selectors, services
+from webhooks.models import Lead, LeadDelivery, LeadStage, Priority, WebhookSource
+
+# --- Errors the receivers answer with (shaped by adsplatform.errors) -----------------------
+
+
+class WebhookUnauthorized(exceptions.APIException):
+    # Not DRF's NotAuthenticated: with no authentication classes DRF would turn that into a 403.
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_code = "unauthorized"
+    default_detail = "The webhook secret is missing or wrong."
+
+
+class InvalidWebhookBody(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_body"
+    default_detail = "The body must be a JSON object."
+
+
+_ERROR = inline_serializer(
+    "Error",
+    {
+        "error": inline_serializer(
+            "ErrorDetail",
+            {
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "details": serializers.JSONField(allow_null=True),
+            },
+        )
+    },
+)
+_RECEIPT = inline_serializer(
+    "WebhookReceipt",
+    {
+        "status": serializers.ChoiceField(choices=["accepted", "duplicate"]),
+        "id": serializers.IntegerField(help_text="The stored webhook event (the first copy for a duplicate)."),
+    },
+)
+_ERROR_RESPONSES = {
+    400: _ERROR,
+    401: _ERROR,
+    413: _ERROR,
+    415: _ERROR,
+}
+
+
+def _json_object(request: Request) -> tuple[bytes, dict[str, Any]]:
+    """The raw bytes (for signatures and the inbox) and the JSON object they hold."""
+    media_type = (request.content_type or "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise exceptions.UnsupportedMediaType(
+            media_type or "(none)", detail=f"Send Content-Type: application/json, not {media_type or 'nothing'}."
+        )
+    raw_body = request.body  # already read (and size-checked) by BodySizeLimitMiddleware
+    try:
+        payload = json.loads(raw_body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise exceptions.ParseError(f"({type(exc).__name__})") from None
+    if not isinstance(payload, dict):
+        raise InvalidWebhookBody(f"The body must be a JSON object, not a {type(payload).__name__}.")
+    return raw_body, payload
+
+
+def _headers(request: Request) -> dict[str, str]:
+    return {name.lower(): value for name, value in request.headers.items()}
+
+
+def _receipt(result: services.IngestResult, *, accepted_status: int) -> Response:
+    if result.created:
+        return Response({"status": "accepted", "id": result.event_id}, status=accepted_status)
+    return Response({"status": "duplicate", "id": result.event_id}, status=status.HTTP_200_OK)
+
+
+_FLAT_EXAMPLE = {
+    "lead_id": "make-7f3a",
+    "full_name": "Ada Lovelace",
+    "email": "ada@example.com",
+    "phone": "+1 650 555 0123",
+    "campaign_id": "50000000000",
+    "form_id": "40000000000",
+    "gclid": "EAIaIQobChMI",
+    "budget": "5000",
+}
+
+
+class RelayWebhookView(APIView):
+    """Make.com / Zapier relay: authenticated by the source's secret, stored before the answer."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes: list = []
+
+    @extend_schema(
+        operation_id="webhooks_zapier",
+        summary="Receive a lead relayed by Make.com or Zapier",
+        description=(
+            "A JSON object of lead fields, flat (lead_id, email, phone, full_name or first_name/last_name, "
+            "campaign_id, form_id, gclid, custom answers) or a relayed Google lead form body "
+            "(user_column_data). Authenticate with `X-Webhook-Secret`, or sign the raw body the Standard "
+            "Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature`; 5-minute tolerance). "
+            "The event is stored before the answer; a repeat of the same lead_id (or webhook-id, or body) "
+            "answers 200 `duplicate` with the first event's id."
+        ),
+        request={"application/json": OpenApiTypes.OBJECT},
+        parameters=[
+            OpenApiParameter("X-Webhook-Secret", str, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter("webhook-id", str, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter("webhook-timestamp", str, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter("webhook-signature", str, OpenApiParameter.HEADER, required=False),
+        ],
+        responses={202: _RECEIPT, 200: _RECEIPT, **_ERROR_RESPONSES},
+        examples=[OpenApiExample("Flat lead", value=_FLAT_EXAMPLE, request_only=True)],
+        tags=["webhooks"],
+    )
+    def post(self, request: Request) -> Response:
+        headers = _headers(request)
+        try:
+            source = services.webhook_source_authenticate_relay(headers=headers, raw_body=request.body)
+        except services.WebhookAuthError as exc:
+            services.webhook_event_record_refusal(source_label="zapier", outcome="unauthorized")
+            raise WebhookUnauthorized(str(exc)) from None
+        try:
+            raw_body, payload = _json_object(request)
+        except exceptions.APIException:
+            services.webhook_event_record_refusal(source_label=source.name, outcome="invalid")
+            raise
+        result = services.webhook_event_ingest(source=source, raw_body=raw_body, headers=headers, payload=payload)
+        return _receipt(result, accepted_status=status.HTTP_202_ACCEPTED)
+
+
+class GoogleLeadFormWebhookView(APIView):
+    """Google Ads lead form webhook: the google_key in the body is the only credential."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes: list = []
+
+    @extend_schema(
+        operation_id="webhooks_google_lead_form",
+        summary="Receive a Google Ads lead form submission",
+        description=(
+            "Google's documented body: lead_id, api_version, form_id, campaign_id, google_key, is_test, "
+            "gcl_id, adgroup_id, creative_id, user_column_data [{column_id, string_value, column_name}], "
+            "asset_group_id, lead_stage, lead_submit_time. Unknown fields are ignored. Answers 200 for a "
+            "new lead and for a repeat of a lead_id."
+        ),
+        request={"application/json": OpenApiTypes.OBJECT},
+        responses={200: _RECEIPT, **_ERROR_RESPONSES},
+        tags=["webhooks"],
+    )
+    def post(self, request: Request) -> Response:
+        try:
+            raw_body, payload = _json_object(request)
+        except exceptions.APIException:
+            services.webhook_event_record_refusal(source_label="google-lead-form", outcome="invalid")
+            raise
+        try:
+            source = services.webhook_source_authenticate_google(google_key=payload.get("google_key"))
+        except services.WebhookAuthError as exc:
+            services.webhook_event_record_refusal(source_label="google-lead-form", outcome="unauthorized")
+            raise WebhookUnauthorized(str(exc)) from None
+        result = services.webhook_event_ingest(
+            source=source, raw_body=raw_body, headers=_headers(request), payload=payload
+        )
+        # Google treats anything but 200 as a failure to retry.
+        return _receipt(result, accepted_status=status.HTTP_200_OK)
+
+
+# --- Leads -----------------------------------------------------------------------------------
+
+
+class LeadDeliverySerializer(serializers.ModelSerializer):
+    destination = serializers.CharField(source="destination.name")
+    destination_kind = serializers.CharField(source="destination.kind")
+
+    class Meta:
+        model = LeadDelivery
+        fields = (
+            "destination", "destination_kind", "status", "attempts", "response_code",
+            "last_error", "delivered_at", "updated_at",
+        )
+        read_only_fields = fields
+
+
+class LeadSerializer(serializers.ModelSerializer):
+    source = serializers.CharField(source="source.name", read_only=True)
+    matched_rule = serializers.CharField(source="matched_rule.name", read_only=True, allow_null=True, default=None)
+    deliveries = LeadDeliverySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Lead
+        fields = (
+            "id", "external_lead_id", "source", "priority", "stage", "stage_changed_at", "full_name", "email",
+            "phone", "phone_raw", "gclid", "campaign", "campaign_external_id", "form_id", "adgroup_id",
+            "creative_id", "asset_group_id", "custom_answers", "is_test", "submitted_at", "received_at",
+            "processed_at", "matched_rule", "deliveries",
+        )
+        read_only_fields = fields
+
+
+class LeadStageSerializer(serializers.Serializer):
+    stage = serializers.ChoiceField(choices=LeadStage.choices)
+
+
+class LeadFilter(django_filters.FilterSet):
+    priority = django_filters.ChoiceFilter(choices=Priority.choices)
+    stage = django_filters.ChoiceFilter(choices=LeadStage.choices)
+    is_test = django_filters.BooleanFilter()
+    source = django_filters.ModelChoiceFilter(
+        field_name="source", to_field_name="name", queryset=WebhookSource.objects.all()
+    )
+    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+
+    class Meta:
+        model = Lead
+        fields = ("priority", "stage", "is_test", "source")
+
+
+@extend_schema(tags=["leads"], summary="Leads, urgent first, with their deliveries")
+class LeadListView(generics.ListAPIView):
+    serializer_class = LeadSerializer
+    filterset_class = LeadFilter
+
+    def get_queryset(self):
+        return selectors.lead_list()
+
+
+class LeadDetailView(generics.GenericAPIView):
+    serializer_class = LeadSerializer
+
+    def get_queryset(self):
+        return selectors.lead_list()
+
+    @extend_schema(tags=["leads"], summary="One lead")
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(LeadSerializer(self.get_object()).data)
+
+    @extend_schema(
+        tags=["leads"],
+        summary="Set a lead's stage",
+        description="Reaching the conversion stage (LEAD_CONVERSION_STAGE, default qualified) with a gclid "
+        "closes the loop with a Google conversion whose order id is the lead id.",
+        request=LeadStageSerializer,
+        responses={200: LeadSerializer, 400: _ERROR, 404: _ERROR},
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        lead = self.get_object()
+        form = LeadStageSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        services.lead_stage_set(lead=lead, stage=form.validated_data["stage"], actor=request.user)
+        return Response(LeadSerializer(self.get_queryset().get(pk=lead.pk)).data)
+
+
+urlpatterns = [
+    path("webhooks/zapier", RelayWebhookView.as_view(), name="webhook-zapier"),
+    path("webhooks/google-lead-form", GoogleLeadFormWebhookView.as_view(), name="webhook-google-lead-form"),
+    path("leads/", LeadListView.as_view(), name="lead-list"),
+    path("leads/<int:pk>/", LeadDetailView.as_view(), name="lead-detail"),
+]

@@ -2,7 +2,7 @@
 
 Campaigns and accounts are stored (they are few and budgets change); daily insights are
 *computed* from (campaign id, date) on every request, never stored, so a scaled sandbox
-with thousands of campaigns × 90 days keeps a flat memory footprint and answers the
+with thousands of campaigns x 90 days keeps a flat memory footprint and answers the
 same numbers every time.
 """
 
@@ -55,16 +55,16 @@ class SandboxCampaign:
 
 # name, status, daily budget (EUR cents), lifetime budget (EUR cents), objective
 _DEMO_CAMPAIGNS: tuple[tuple[str, str, int | None, int | None, str], ...] = (
-    ("Brand – Always On", "ACTIVE", 5_000, None, "OUTCOME_AWARENESS"),
-    ("Prospecting – Lookalike 1%", "ACTIVE", 12_000, None, "OUTCOME_SALES"),
-    ("Catalog Sales – Dynamic Ads", "ACTIVE", 8_000, None, "OUTCOME_SALES"),
-    ("Lead Gen – Webinar", "PAUSED", 3_000, None, "OUTCOME_LEADS"),
-    ("Advantage+ Shopping – Q4 Flight", "ACTIVE", None, 300_000, "OUTCOME_SALES"),
-    ("Interest Tests – Ad Set Budgets", "ACTIVE", None, None, "OUTCOME_TRAFFIC"),
+    ("Brand - Always On", "ACTIVE", 5_000, None, "OUTCOME_AWARENESS"),
+    ("Prospecting - Lookalike 1%", "ACTIVE", 12_000, None, "OUTCOME_SALES"),
+    ("Catalog Sales - Dynamic Ads", "ACTIVE", 8_000, None, "OUTCOME_SALES"),
+    ("Lead Gen - Webinar", "PAUSED", 3_000, None, "OUTCOME_LEADS"),
+    ("Advantage+ Shopping - Q4 Flight", "ACTIVE", None, 300_000, "OUTCOME_SALES"),
+    ("Interest Tests - Ad Set Budgets", "ACTIVE", None, None, "OUTCOME_TRAFFIC"),
     ("Summer Sale 2025", "ARCHIVED", 4_000, None, "OUTCOME_SALES"),
     ("Old Creative Test", "DELETED", 1_000, None, "OUTCOME_ENGAGEMENT"),
-    ("Video Views – Brand Lift", "PAUSED", 2_500, None, "OUTCOME_AWARENESS"),
-    ("Retargeting – Cart Abandoners", "ACTIVE", 6_550, None, "OUTCOME_SALES"),
+    ("Video Views - Brand Lift", "PAUSED", 2_500, None, "OUTCOME_AWARENESS"),
+    ("Retargeting - Cart Abandoners", "ACTIVE", 6_550, None, "OUTCOME_SALES"),
 )
 
 
@@ -84,7 +84,7 @@ class MetaSandboxData:
     @classmethod
     def demo(cls, *, days: int = 90) -> MetaSandboxData:
         data = cls(days=days)
-        data.add_account(DEMO_ACCOUNT_ID, "IBVI Sandbox – EUR", "EUR", "Europe/Berlin", campaigns=0)
+        data.add_account(DEMO_ACCOUNT_ID, "IBVI Sandbox - EUR", "EUR", "Europe/Berlin", campaigns=0)
         for name, status, daily, lifetime, objective in _DEMO_CAMPAIGNS:
             data.add_campaign(DEMO_ACCOUNT_ID, name, status, daily, lifetime, objective)
         return data
@@ -113,7 +113,7 @@ class MetaSandboxData:
         account = SandboxAccount(account_id, name, currency.upper(), timezone_name, business_id or self.business_id)
         self.accounts[account_id] = account
         for index in range(campaigns):
-            self.add_campaign(account_id, f"{name} – Campaign {index + 1}", "ACTIVE", 5_000 + 1_000 * index)
+            self.add_campaign(account_id, f"{name} - Campaign {index + 1}", "ACTIVE", 5_000 + 1_000 * index)
         return account
 
     def add_campaign(
@@ -153,7 +153,7 @@ def daily_insight(campaign: SandboxCampaign, currency: str, day: date) -> dict[s
         return None
     impressions = 500 + h[1] % 40_000
     clicks = impressions * (5 + h[2] % 35) // 1_000
-    # Cost per click in minor units: 0.20–1.50 EUR, or 20–150 JPY (same digits, offset 1).
+    # Cost per click in minor units: 0.20-1.50 EUR, or 20-150 JPY (same digits, offset 1).
     spend_minor = clicks * (20 + h[3] % 131)
     purchases = clicks * (h[2] % 7) // 100
     leads = clicks * (h[1] % 5) // 100
@@ -170,7 +170,9 @@ def daily_insight(campaign: SandboxCampaign, currency: str, day: date) -> dict[s
     values = []
     if purchases:
         actions += [{"action_type": t, "value": str(purchases)} for t in PURCHASE_ACTION_TYPES]
-        values += [{"action_type": t, "value": format_minor(purchase_value_minor, currency)} for t in PURCHASE_ACTION_TYPES]
+        values += [
+            {"action_type": t, "value": format_minor(purchase_value_minor, currency)} for t in PURCHASE_ACTION_TYPES
+        ]
     if leads:
         actions += [{"action_type": t, "value": str(leads)} for t in LEAD_ACTION_TYPES]
     row["actions"] = actions
