@@ -157,9 +157,12 @@ if not REDIS_URL:
         "store_processed": False,
     }
 else:
-    # Every retry delay and countdown must stay below this, or Redis redelivers the
-    # task while it still waits (see adsplatform.celery.MAX_RETRY_DELAY_SECONDS).
+    # Every retry delay and countdown must stay below the visibility timeout, or Redis
+    # redelivers the task while it still waits (checked at start-up: adsplatform.checks).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2}
+# The longest delay any task waits before a retry; quota waits longer than this are
+# split into several retries rather than one long countdown.
+TASK_MAX_RETRY_DELAY_SECONDS = env.int("TASK_MAX_RETRY_DELAY_SECONDS", default=15 * 60)
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"

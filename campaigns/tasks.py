@@ -6,8 +6,8 @@ import logging
 import random
 
 from celery import shared_task
+from django.conf import settings
 
-from adsplatform.celery import MAX_RETRY_DELAY_SECONDS
 from campaigns import services
 from campaigns.models import SyncRun
 from platforms.base import RateLimitedError, TransientError
@@ -23,7 +23,7 @@ def _retry_delay(exc: TransientError, retries: int) -> float:
         delay = exc.retry_after_seconds + random.uniform(0, 5)
     else:
         delay = min(2 ** (retries + 2), 600) * random.uniform(0.8, 1.2)
-    return min(delay, MAX_RETRY_DELAY_SECONDS)
+    return min(delay, settings.TASK_MAX_RETRY_DELAY_SECONDS)
 
 
 @shared_task(bind=True, name="campaigns.sync_account", acks_late=True, max_retries=MAX_SYNC_RETRIES)
