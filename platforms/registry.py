@@ -16,6 +16,7 @@ from pathlib import Path
 from django.conf import settings
 
 from platforms.base import AdPlatform
+from platforms.observe import ObservedPlatform
 
 SANDBOX_CA_FILENAME = "ca.pem"
 # Credentials the sandbox accepts; anything else is refused like a bad token.
