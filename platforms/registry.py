@@ -123,11 +123,11 @@ def _build(platform: str) -> AdPlatform:
         from platforms.google_ads import GoogleAdsPlatform
 
         trust_sandbox_ca()
-        return GoogleAdsPlatform(google_config())
+        return ObservedPlatform(GoogleAdsPlatform(google_config()))
     if platform == "meta":
         from platforms.meta import MetaPlatform
 
-        return MetaPlatform(meta_config())
+        return ObservedPlatform(MetaPlatform(meta_config()))
     raise ValueError(f"Unknown ad platform {platform!r}; expected 'google' or 'meta'.")
 
 
