@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from types import SimpleNamespace
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
@@ -58,3 +61,57 @@ def staff_client(staff_user):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(staff_user).access_token}")
     return client
+
+
+# --- The ad platform sandbox, for flows that go through the real SDKs --------------------
+
+
+@pytest.fixture(scope="session")
+def sandbox_cert_dir_shared(tmp_path_factory):
+    """One CA for the whole session: gRPC reads GRPC_DEFAULT_SSL_ROOTS_FILE_PATH only once,
+    when the process opens its first secure channel, so every emulator reuses it."""
+    from pathlib import Path
+
+    from platforms.registry import SANDBOX_CA_FILENAME
+    from platforms.sandbox.google.certs import ensure_tls_files
+
+    trusted = os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "")
+    if trusted and Path(trusted).name == SANDBOX_CA_FILENAME:
+        cert_dir = Path(trusted).parent
+    else:
+        cert_dir = tmp_path_factory.mktemp("sandbox-tls")
+    ensure_tls_files(cert_dir)
+    os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(cert_dir / SANDBOX_CA_FILENAME)
+    return cert_dir
+
+
+@pytest.fixture(scope="session")
+def ad_sandboxes(sandbox_cert_dir_shared):
+    """Both emulators (Google Ads gRPC + OAuth, Graph API) on free loopback ports, demo data."""
+    from platforms.sandbox import google as google_sandbox
+    from platforms.sandbox import meta as meta_sandbox
+    from platforms.sandbox.faults import Faults
+
+    google = google_sandbox.start(host="127.0.0.1", cert_dir=sandbox_cert_dir_shared, faults=Faults(seed=11))
+    meta = meta_sandbox.start(host="127.0.0.1", faults=Faults(seed=13))
+    yield SimpleNamespace(google=google, meta=meta, cert_dir=sandbox_cert_dir_shared)
+    google.stop()
+    meta.stop()
+
+
+@pytest.fixture
+def sandbox(ad_sandboxes, settings):
+    """Settings pointing both adapters at the running emulators; faults cleared after the test."""
+    from platforms.registry import reset_platforms
+
+    settings.ADS_SANDBOX = True
+    settings.ADS_SANDBOX_HOST = "127.0.0.1"
+    settings.ADS_SANDBOX_GOOGLE_PORT = ad_sandboxes.google.grpc_port
+    settings.ADS_SANDBOX_OAUTH_PORT = ad_sandboxes.google.oauth_port
+    settings.ADS_SANDBOX_META_PORT = ad_sandboxes.meta.port
+    settings.ADS_SANDBOX_DIR = ad_sandboxes.cert_dir
+    reset_platforms()
+    yield ad_sandboxes
+    ad_sandboxes.google.state.faults.reset()
+    ad_sandboxes.meta.state.faults.reset()
+    reset_platforms()

@@ -1,0 +1,187 @@
+"""Shared benchmark plumbing: a database to seed, gunicorn on loopback, a bounded HTTP load.
+
+Every benchmark prints one JSON line at the end (``{"bench": name, "figures": [...]}``);
+``bench/run.py`` collects them into a table. Traffic only ever goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BENCH_DB = "postgres://postgres@127.0.0.1:5432/ads_bench"
+
+
+def bench_database_url() -> str:
+    return os.environ.get("BENCH_DATABASE_URL", DEFAULT_BENCH_DB)
+
+
+def ensure_database(url: str) -> None:
+    """Create the benchmark database if it does not exist (PostgreSQL only)."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def django_setup(database_url: str, **env: str) -> None:
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsplatform.settings")
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], workers: int = 2):
+    """Serve the platform on a loopback port for the duration of the block."""
+    port = free_port()
+    full_env = {**os.environ, **env, "WEB_CONCURRENCY": str(workers), "ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "adsplatform.wsgi",
+        ],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("gunicorn did not start: " + process.stderr.read().decode()[-2000:])
+        yield port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+    def summary(self) -> dict:
+        return {
+            "requests": self.requests,
+            "seconds": round(self.seconds, 2),
+            "rps": round(self.rps, 1),
+            "p50_ms": round(self.percentile(50), 2),
+            "p99_ms": round(self.percentile(99), 2),
+            "mean_ms": round(statistics.fmean(self.latencies_ms), 2) if self.latencies_ms else 0.0,
+            "statuses": self.statuses,
+        }
+
+
+def http_load(
+    port: int,
+    make_request: Callable[[int], tuple[str, str, bytes | None, dict[str, str]]],
+    *,
+    total: int,
+    concurrency: int,
+    timeout: float = 10.0,
+) -> LoadResult:
+    """Send ``total`` requests from ``concurrency`` keep-alive clients; bounded in count."""
+    counter = iter(range(total))
+    lock = threading.Lock()
+    result = LoadResult(requests=0, seconds=0.0)
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        latencies, statuses = [], {}
+        while True:
+            with lock:
+                index = next(counter, None)
+            if index is None:
+                break
+            method, path, body, headers = make_request(index)
+            started = time.perf_counter()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+                status = 0
+            latencies.append((time.perf_counter() - started) * 1000)
+            statuses[status] = statuses.get(status, 0) + 1
+        with lock:
+            result.latencies_ms.extend(latencies)
+            for status, count in statuses.items():
+                result.statuses[status] = result.statuses.get(status, 0) + count
+        conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.seconds = time.perf_counter() - started
+    result.requests = len(result.latencies_ms)
+    return result
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def emit(name: str, figures: list[dict]) -> None:
+    """The last line a benchmark prints: its figures, for bench/run.py.
+
+    Each figure: {"figure", "value", "unit", "floor" (optional), "floor_name", "target"}.
+    """
+    print(json.dumps({"bench": name, "figures": figures}, default=str), flush=True)
