@@ -15,19 +15,22 @@ app = Celery("adsplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Every retry delay and countdown in the product is capped by this, and it stays below
-# the Redis broker's visibility timeout (one hour) so nothing is redelivered early.
+# Kept for callers written against it; the value lives in settings.TASK_MAX_RETRY_DELAY_SECONDS.
 MAX_RETRY_DELAY_SECONDS = 15 * 60
 
-# Each app adds its jobs here; the schedule is the product's, not a deployment detail.
-app.conf.beat_schedule = {}
+# The schedule is the product's, not a deployment detail. Periodic jobs expire when
+# not picked up within their period, so a stopped worker does not come back to a
+# backlog of identical sweeps.
+BEAT_SCHEDULE = {
+    "campaigns-sync-due-accounts": {
+        "task": "campaigns.sync_due_accounts",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+}
+app.conf.beat_schedule = BEAT_SCHEDULE
 
-
-def add_periodic(name: str, task: str, schedule, **options) -> None:
-    app.conf.beat_schedule[name] = {"task": task, "schedule": schedule, "options": options}
-
-
-__all__ = ("MAX_RETRY_DELAY_SECONDS", "add_periodic", "app", "crontab")
+__all__ = ("BEAT_SCHEDULE", "MAX_RETRY_DELAY_SECONDS", "app", "crontab")
 
 
 @signals.before_task_publish.connect

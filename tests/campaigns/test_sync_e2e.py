@@ -38,8 +38,15 @@ def _snapshot(account: AdAccount) -> tuple[list, list]:
     metrics = list(
         DailyMetric.objects.filter(campaign__account=account)
         .order_by("campaign__external_id", "date")
-        .values_list("campaign__external_id", "date", "impressions", "clicks", "cost_micros", "conversions",
-                     "conversion_value_micros")
+        .values_list(
+            "campaign__external_id",
+            "date",
+            "impressions",
+            "clicks",
+            "cost_micros",
+            "conversions",
+            "conversion_value_micros",
+        )
     )
     return campaigns, metrics
 
@@ -110,8 +117,13 @@ def test_quota_fault_delays_the_sync_by_the_platforms_delay_then_succeeds(accoun
     run = services.sync_run_create(account=account, enqueue=False)
     sandbox.google.state.faults.quota = 1.0
     sandbox.google.state.faults.quota_retry_seconds = 30
-    with pytest.raises(Retry) as retry:
-        tasks.sync_account.run(run.pk)
+    # As a worker runs it (not eagerly): the retry is published with its countdown.
+    tasks.sync_account.push_request(args=[run.pk], kwargs={}, retries=0, called_directly=False, is_eager=False)
+    try:
+        with pytest.raises(Retry) as retry:
+            tasks.sync_account.run(run.pk)
+    finally:
+        tasks.sync_account.pop_request()
     assert 30 <= retry.value.when <= 30 + 5  # the announced delay, plus jitter
     run.refresh_from_db()
     assert run.status == "queued" and run.error_class == "RateLimitedError"
@@ -150,7 +162,9 @@ def test_a_failed_run_leaves_the_last_good_data(accounts, sandbox):
 def test_one_sync_per_account_at_a_time(accounts):
     account = next(a for (p, _), a in accounts.items() if p == "google")
     first = services.sync_run_create(account=account, enqueue=False)
-    AdAccount.objects.filter(pk=account.pk).update(sync_lease_run_id=first.pk, sync_lease_taken_at=dt.datetime.now(dt.UTC))
+    AdAccount.objects.filter(pk=account.pk).update(
+        sync_lease_run_id=first.pk, sync_lease_taken_at=dt.datetime.now(dt.UTC)
+    )
     second = services.sync_run_create(account=account, enqueue=False)
     with pytest.raises(services.SyncAlreadyRunning):
         services.campaign_sync(run=second)

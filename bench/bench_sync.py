@@ -1,0 +1,147 @@
+"""A full sync of 10,000 Google campaigns × 30 days from the sandbox into PostgreSQL.
+
+The sandbox runs in its own process (`manage.py sandbox --campaigns N --days D`), so the
+figures are the syncing process's own: total time, metric rows written per second, and
+peak memory. Beside the write rate: COPY of the same rows into a scratch table.
+
+    .venv/bin/python bench/bench_sync.py [--campaigns 10000] [--days 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, bench_database_url, django_setup, emit, ensure_database, free_port, peak_rss_mb
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--campaigns", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=30)
+    args = parser.parse_args()
+
+    url = bench_database_url()
+    ensure_database(url)
+    sandbox_dir = tempfile.mkdtemp(prefix="ads-sandbox-")
+    ports = {
+        "ADS_SANDBOX_GOOGLE_PORT": str(free_port()),
+        "ADS_SANDBOX_META_PORT": str(free_port()),
+        "ADS_SANDBOX_OAUTH_PORT": str(free_port()),
+    }
+    env = {**os.environ, **ports, "ADS_SANDBOX": "1", "ADS_SANDBOX_DIR": sandbox_dir, "DATABASE_URL": url}
+    sandbox = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "sandbox",
+            "--campaigns",
+            str(args.campaigns),
+            "--days",
+            str(args.days),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        ready = sandbox.stdout.readline()
+        if "Sandbox ready" not in ready:
+            raise RuntimeError(f"sandbox did not start: {ready}")
+        django_setup(url, ADS_SANDBOX="1", ADS_SANDBOX_DIR=sandbox_dir, **ports)
+        from django.core.management import call_command
+        from django.db import connection
+
+        from campaigns import services
+        from campaigns.models import AdAccount, Campaign, DailyMetric
+        from platforms.registry import get_platform
+
+        call_command("migrate", verbosity=0)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE campaigns_dailymetric, optimization_optimizationrun, campaigns_syncrun, "
+                "campaigns_campaign, campaigns_adaccount RESTART IDENTITY CASCADE"
+            )
+        accounts = services.account_discover(platforms=["google"])
+        account = max(accounts, key=lambda a: sum(1 for _ in get_platform("google").list_campaigns(a)))
+        # The window the benchmark names: `days` days back from the account's today.
+        since = services.account_today(account) - datetime.timedelta(days=args.days - 1)
+        run = services.sync_run_create(account=account, enqueue=False, since=since)
+        started = time.perf_counter()
+        services.campaign_sync(run=run)
+        total = time.perf_counter() - started
+        rows = run.metric_rows_synced
+        campaigns = Campaign.objects.filter(account=account).count()
+
+        # The second sync of the same window: every row is an update.
+        rerun = services.sync_run_create(account=account, enqueue=False, since=since)
+        started = time.perf_counter()
+        services.campaign_sync(run=rerun)
+        update_total = time.perf_counter() - started
+
+        # Floor: COPY the same rows (read back from the table) into a scratch table.
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TEMP TABLE copy_floor (LIKE campaigns_dailymetric INCLUDING DEFAULTS)")
+        values = list(
+            DailyMetric.objects.filter(campaign__account=account).values_list(
+                "campaign_id",
+                "date",
+                "impressions",
+                "clicks",
+                "cost_micros",
+                "conversions",
+                "conversion_value_micros",
+                "updated_at",
+            )
+        )
+        raw = connection.connection
+        started = time.perf_counter()
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(
+                "COPY copy_floor (campaign_id, date, impressions, clicks, cost_micros, conversions, "
+                "conversion_value_micros, updated_at) FROM STDIN"
+            ) as copy,
+        ):
+            for row in values:
+                copy.write_row(row)
+        copy_seconds = time.perf_counter() - started
+        AdAccount.objects.filter(pk=account.pk).update(last_synced_at=None)
+    finally:
+        os.killpg(sandbox.pid, signal.SIGTERM)
+        sandbox.wait(timeout=20)
+
+    print(
+        f"campaigns={campaigns} rows={rows} first sync {total:.1f}s, re-sync {update_total:.1f}s, "
+        f"COPY {copy_seconds:.2f}s, peak RSS {peak_rss_mb():.0f} MB"
+    )
+    emit(
+        "sync",
+        [
+            {"figure": f"full sync {campaigns:,} campaigns × {args.days} days (s)", "value": total, "target": "< 60"},
+            {
+                "figure": "sync metric rows written/s (first sync, end to end)",
+                "value": rows / total,
+                "floor": len(values) / copy_seconds,
+                "floor_name": "COPY rows/s",
+                "target": "≥ 50,000",
+            },
+            {"figure": "re-sync (all updates) total (s)", "value": update_total, "target": ""},
+            {"figure": "sync process peak RSS (MB)", "value": peak_rss_mb(), "target": "flat"},
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
