@@ -112,9 +112,13 @@ def meta_config() -> MetaConfig:
 
 
 def trust_sandbox_ca() -> None:
-    """gRPC reads extra roots once, when the process makes its first secure channel."""
+    """gRPC reads extra roots once, when the process makes its first secure channel.
+
+    Set, not defaulted: hosts often point this variable at the system bundle, which
+    does not hold the sandbox's self-signed CA.
+    """
     if settings.ADS_SANDBOX:
-        os.environ.setdefault("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", str(sandbox_ca_path()))
+        os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(sandbox_ca_path())
 
 
 @cache
