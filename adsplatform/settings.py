@@ -267,7 +267,8 @@ LOGGING = {
         "celery": {"level": LOG_LEVEL, "propagate": True},
         # Chatty transport loggers can print request metadata; keep them quiet.
         "urllib3": {"level": "WARNING"},
-        "google.ads.googleads.client": {"level": "WARNING"},
+        # google-api-core turns propagation off on "google", so it needs the handler itself.
+        "google": {"handlers": ["stdout"], "level": "WARNING", "propagate": False},
     },
 }
 
