@@ -194,8 +194,14 @@ class LeadDeliverySerializer(serializers.ModelSerializer):
     class Meta:
         model = LeadDelivery
         fields = (
-            "destination", "destination_kind", "status", "attempts", "response_code",
-            "last_error", "delivered_at", "updated_at",
+            "destination",
+            "destination_kind",
+            "status",
+            "attempts",
+            "response_code",
+            "last_error",
+            "delivered_at",
+            "updated_at",
         )
         read_only_fields = fields
 
@@ -208,10 +214,30 @@ class LeadSerializer(serializers.ModelSerializer):
     class Meta:
         model = Lead
         fields = (
-            "id", "external_lead_id", "source", "priority", "stage", "stage_changed_at", "full_name", "email",
-            "phone", "phone_raw", "gclid", "campaign", "campaign_external_id", "form_id", "adgroup_id",
-            "creative_id", "asset_group_id", "custom_answers", "is_test", "submitted_at", "received_at",
-            "processed_at", "matched_rule", "deliveries",
+            "id",
+            "external_lead_id",
+            "source",
+            "priority",
+            "stage",
+            "stage_changed_at",
+            "full_name",
+            "email",
+            "phone",
+            "phone_raw",
+            "gclid",
+            "campaign",
+            "campaign_external_id",
+            "form_id",
+            "adgroup_id",
+            "creative_id",
+            "asset_group_id",
+            "custom_answers",
+            "is_test",
+            "submitted_at",
+            "received_at",
+            "processed_at",
+            "matched_rule",
+            "deliveries",
         )
         read_only_fields = fields
 

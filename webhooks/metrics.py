@@ -46,9 +46,7 @@ class WebhookBacklogCollector(Collector):
         )
         pending.add_metric(
             [],
-            LeadDelivery.objects.filter(
-                status__in=(LeadDelivery.Status.PENDING, LeadDelivery.Status.SENDING)
-            ).count(),
+            LeadDelivery.objects.filter(status__in=(LeadDelivery.Status.PENDING, LeadDelivery.Status.SENDING)).count(),
         )
         yield pending
 

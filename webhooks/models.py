@@ -73,9 +73,7 @@ class WebhookEvent(models.Model):
             models.UniqueConstraint(fields=("source", "dedupe_key"), name="uniq_webhook_event_source_dedupe_key"),
         ]
         indexes = [
-            models.Index(
-                fields=("received_at",), name="webhook_event_unprocessed", condition=Q(status="received")
-            ),
+            models.Index(fields=("received_at",), name="webhook_event_unprocessed", condition=Q(status="received")),
         ]
 
     def __str__(self) -> str:

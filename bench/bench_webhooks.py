@@ -1,0 +1,304 @@
+"""Webhook receipt under load: N posts to /api/v1/webhooks/zapier at C concurrent clients.
+
+Starts gunicorn on a loopback ephemeral port against the database given (PostgreSQL for
+figures that mean anything), posts flat Make.com leads with the shared secret, and prints
+accepted/s with p50/p99 latency. Beside it, the floor: the same rows inserted one per
+transaction straight through psycopg from C threads, i.e. what the database alone allows.
+Ends with one JSON line of the results.
+
+    .venv/bin/python bench/bench_webhooks.py --database-url postgres://postgres@127.0.0.1:5432/webhooks_bench
+
+The broker is the embedded default (a file-system queue in a temporary VAR_DIR) unless
+--redis-url is given. Processing is not measured: no worker runs, events stay "received".
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+PATH = "/api/v1/webhooks/zapier"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ensure_database(database_url: str) -> None:
+    parsed = urlparse(database_url)
+    name = parsed.path.lstrip("/")
+    admin_url = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def lead_body(run_id: str, index: int) -> bytes:
+    return json.dumps(
+        {
+            "lead_id": f"{run_id}-{index}",
+            "full_name": "Bench Lead",
+            "email": f"lead{index}@example.org",
+            "phone": "+1 650 555 0123",
+            "campaign_id": "50000000000",
+            "form_id": "40000000000",
+            "gclid": f"bench-gclid-{index}",
+            "budget": str(1000 + index % 20000),
+        }
+    ).encode()
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def run_http(port: int, secret: str, run_id: str, total: int, concurrency: int) -> dict:
+    """Each client thread keeps one HTTP/1.1 connection and posts its share of the leads."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    next_index = iter(range(total))
+    index_lock = threading.Lock()
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        local_latencies, local_statuses = [], {}
+        while True:
+            with index_lock:
+                index = next(next_index, None)
+            if index is None:
+                break
+            body = lead_body(run_id, index)
+            headers = {"Content-Type": "application/json", "X-Webhook-Secret": secret}
+            started = time.perf_counter()
+            try:
+                conn.request("POST", PATH, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                code = response.status
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                code = 0
+            local_latencies.append(time.perf_counter() - started)
+            local_statuses[code] = local_statuses.get(code, 0) + 1
+        conn.close()
+        with lock:
+            latencies.extend(local_latencies)
+            for code, count in local_statuses.items():
+                statuses[code] = statuses.get(code, 0) + count
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(client) for _ in range(concurrency)]:
+            future.result()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    accepted = statuses.get(202, 0)
+    return {
+        "requests": total,
+        "accepted": accepted,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "seconds": round(elapsed, 3),
+        "accepted_per_s": round(accepted / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 2) if latencies else None,
+    }
+
+
+def run_floor(database_url: str, source_id: int, run_id: str, total: int, concurrency: int) -> dict:
+    """The same rows, one INSERT per transaction, straight from psycopg: the database's own pace."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    next_index = iter(range(total))
+    index_lock = threading.Lock()
+    headers = json.dumps({"content-type": "application/json", "user-agent": "bench"})
+
+    def writer() -> None:
+        local = []
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            while True:
+                with index_lock:
+                    index = next(next_index, None)
+                if index is None:
+                    break
+                body = lead_body(run_id, index).decode()
+                started = time.perf_counter()
+                conn.execute(
+                    "INSERT INTO webhooks_webhookevent (source_id, dedupe_key, raw_body, headers, status, attempts,"
+                    " last_error, received_at) VALUES (%s, %s, %s, %s, 'processed', 0, '', now())",
+                    (source_id, f"lead:{run_id}-{index}", body, headers),
+                )
+                local.append(time.perf_counter() - started)
+        with lock:
+            latencies.extend(local)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(writer) for _ in range(concurrency)]:
+            future.result()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "rows": total,
+        "seconds": round(elapsed, 3),
+        "rows_per_s": round(total / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+    }
+
+
+def wait_until_up(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {process.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not answer /healthz in time")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/webhooks_bench"),
+    )
+    parser.add_argument("--redis-url", default="", help="Redis for cache and broker (default: embedded file broker)")
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=(os.cpu_count() or 2) * 2)
+    parser.add_argument("--threads", type=int, default=4, help="gthread threads per gunicorn worker")
+    parser.add_argument("--warmup", type=int, default=300)
+    args = parser.parse_args()
+
+    if not args.database_url.startswith("postgres"):
+        raise SystemExit("The bench needs PostgreSQL (--database-url postgres://...).")
+    ensure_database(args.database_url)
+    var_dir = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
+    secret = secrets.token_urlsafe(32)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "adsplatform.settings",
+        "DATABASE_URL": args.database_url,
+        "VAR_DIR": str(var_dir),
+        "WEBHOOK_SECRET": secret,
+        "REDIS_URL": args.redis_url,
+        "DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    }
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    seed = "from webhooks.services import webhook_source_seed_from_settings as seed;print(seed()[0].pk)"
+    source_id = int(
+        subprocess.run(
+            [python, "manage.py", "shell", "-c", seed], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+
+    port = free_port()
+    gunicorn = subprocess.Popen(
+        [
+            python,
+            "-m",
+            "gunicorn",
+            "adsplatform.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(args.workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(args.threads),
+            "--keep-alive",
+            "30",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        wait_until_up(port, gunicorn)
+        run_id = uuid.uuid4().hex[:12]
+        run_http(port, secret, f"warm-{run_id}", args.warmup, args.concurrency)
+        http_result = run_http(port, secret, run_id, args.requests, args.concurrency)
+    finally:
+        gunicorn.send_signal(signal.SIGTERM)
+        try:
+            gunicorn.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            gunicorn.kill()
+
+    with psycopg.connect(args.database_url) as conn:
+        stored = conn.execute(
+            "SELECT count(*) FROM webhooks_webhookevent WHERE dedupe_key LIKE %s", (f"lead:{run_id}-%",)
+        ).fetchone()[0]
+    floor = run_floor(args.database_url, source_id, f"floor-{run_id}", args.requests, args.concurrency)
+    shutil.rmtree(var_dir, ignore_errors=True)
+    if args.redis_url:
+        import redis
+
+        redis.Redis.from_url(args.redis_url).delete("celery")  # the messages no worker consumed
+
+    print(
+        f"\n{args.requests} posts to {PATH}, {args.concurrency} clients, gunicorn {args.workers}x{args.threads} gthread"
+    )
+    print(f"{'':24}{'per second':>12}{'p50 ms':>10}{'p99 ms':>10}")
+    print(
+        f"{'webhook accepted (202)':24}{http_result['accepted_per_s']:>12}{http_result['p50_ms']:>10}{http_result['p99_ms']:>10}"
+    )
+    print(f"{'floor: bare INSERT/txn':24}{floor['rows_per_s']:>12}{floor['p50_ms']:>10}{floor['p99_ms']:>10}")
+    print(f"statuses {http_result['statuses']}, stored {stored} of {args.requests}\n")
+    result = {
+        "bench": "webhooks_receipt",
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "gunicorn": {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"},
+        "broker": "redis" if args.redis_url else "filesystem",
+        "cpus": os.cpu_count(),
+        "http": http_result,
+        "stored": stored,
+        "floor": floor,
+    }
+    print(json.dumps(result))
+    return 0 if stored == args.requests and http_result["accepted"] == args.requests else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Priority routing: ordered rules, conditions, the default rule, and rules held in memory."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from campaigns.models import AdAccount, Campaign
+from tests.webhooks.conftest import RELAY_SECRET, flat_payload, post_json
+from webhooks import services
+from webhooks.models import Destination, Lead, LeadDelivery, RoutingRule
+
+
+def ingest_and_process(client, **fields) -> Lead:
+    response = post_json(
+        client, "/api/v1/webhooks/zapier", flat_payload(**fields), **{"X-Webhook-Secret": RELAY_SECRET}
+    )
+    assert response.status_code == 202, response.content
+    return services.webhook_event_process(event_id=response.json()["id"])
+
+
+def rule(name: str, position: int, priority: str, conditions: list, destinations=()) -> RoutingRule:
+    created = RoutingRule.objects.create(name=name, position=position, priority=priority, conditions=conditions)
+    created.destinations.set(destinations)
+    services.routing_rules_invalidate()  # what the admin does after every save
+    return created
+
+
+@pytest.fixture
+def slack_destination(db) -> Destination:
+    """A Slack-compatible channel for urgent leads."""
+    return Destination.objects.create(
+        name="Slack #leads", kind=Destination.Kind.SLACK, url="https://hooks.example.com/x"
+    )
+
+
+@pytest.fixture
+def rules(db, crm_destination, email_destination, slack_destination) -> dict[str, RoutingRule]:
+    """Big budgets are urgent; a partner domain is high; everything else is normal (the default rule)."""
+    return {
+        "big_budget": rule(
+            "Big budget",
+            10,
+            "urgent",
+            [{"field": "answers.budget", "op": "gte", "value": 10000}],
+            [crm_destination, slack_destination],
+        ),
+        "partner": rule(
+            "Partner domain",
+            20,
+            "high",
+            [{"field": "email_domain", "op": "in", "value": ["example.org", "partner.io"]}],
+            [crm_destination, email_destination],
+        ),
+        "default": rule("Everyone else", 1000, "normal", [], [email_destination]),
+    }
+
+
+def test_first_matching_rule_in_order_wins(api_client, relay_source, rules):
+    lead = ingest_and_process(api_client, lead_id="a", budget="12000", email="x@example.org")
+    assert (lead.priority, lead.matched_rule) == ("urgent", rules["big_budget"])
+    assert sorted(d.destination.name for d in lead.deliveries.all()) == ["CRM", "Slack #leads"]
+
+    lead = ingest_and_process(api_client, lead_id="b", budget="500", email="x@example.org")
+    assert (lead.priority, lead.matched_rule) == ("high", rules["partner"])
+
+    lead = ingest_and_process(api_client, lead_id="c", budget="500", email="x@elsewhere.net")
+    assert (lead.priority, lead.matched_rule) == ("normal", rules["default"])
+    assert [d.destination.name for d in lead.deliveries.all()] == ["Sales desk"]
+
+
+def test_reordering_rules_changes_the_route_once_invalidated(api_client, relay_source, rules):
+    services.routing_rules_active()  # this process has loaded the rules
+    rules["big_budget"].position = 30
+    rules["big_budget"].save()
+    # Not yet invalidated: every process still routes on the rules it holds in memory.
+    lead = ingest_and_process(api_client, lead_id="stale", budget="12000", email="x@example.org")
+    assert lead.matched_rule == rules["big_budget"]
+
+    services.routing_rules_invalidate()
+    lead = ingest_and_process(api_client, lead_id="fresh", budget="12000", email="x@example.org")
+    assert lead.matched_rule == rules["partner"]
+
+
+def test_routing_costs_no_query_per_lead(rules, relay_source, django_assert_num_queries):
+    services.routing_rules_active()  # loaded once
+    lead = Lead(source=relay_source, email="x@example.org", custom_answers={"budget": "1"})
+    with django_assert_num_queries(0):
+        for _ in range(50):
+            services.lead_route(lead=lead)
+
+
+def test_inactive_rules_and_destinations_are_skipped(api_client, relay_source, rules, crm_destination):
+    rules["big_budget"].is_active = False
+    rules["big_budget"].save()
+    crm_destination.is_active = False
+    crm_destination.save()
+    services.routing_rules_invalidate()
+    lead = ingest_and_process(api_client, lead_id="x", budget="99999", email="x@example.org")
+    assert lead.matched_rule == rules["partner"]
+    assert [d.destination.name for d in lead.deliveries.all()] == ["Sales desk"]
+
+
+def test_no_matching_rule_means_normal_and_no_deliveries(api_client, relay_source, db):
+    lead = ingest_and_process(api_client, lead_id="nobody")
+    assert (lead.priority, lead.matched_rule, lead.deliveries.count()) == ("normal", None, 0)
+
+
+def test_test_leads_never_reach_the_crm(api_client, relay_source, rules):
+    lead = ingest_and_process(api_client, lead_id="t", budget="50000", is_test=True)
+    assert lead.priority == "urgent"
+    assert [d.destination.name for d in lead.deliveries.all()] == ["Slack #leads"]
+
+
+def test_conditions_on_campaign_form_and_regex(api_client, relay_source, email_destination):
+    account = AdAccount.objects.create(platform="google", external_id="1234567890", name="Main", currency_code="USD")
+    Campaign.objects.create(account=account, platform="google", external_id="50000000000", name="Brand - Search")
+    rule(
+        "Brand form",
+        10,
+        "high",
+        [
+            {"field": "campaign_name", "op": "contains", "value": "brand"},
+            {"field": "form_id", "op": "equals", "value": 40000000000},
+            {"field": "phone", "op": "regex", "value": r"^\+1650"},
+        ],
+        [email_destination],
+    )
+    lead = ingest_and_process(api_client, lead_id="brand")
+    assert lead.campaign.name == "Brand - Search"
+    assert lead.priority == "high"
+
+    other = ingest_and_process(api_client, lead_id="other", phone="+44 20 7946 0958")
+    assert other.phone == "+442079460958"
+    assert other.priority == "normal"
+
+
+@pytest.mark.parametrize(
+    ("condition", "answers", "expected"),
+    [
+        ({"field": "budget", "op": "gt", "value": 100}, {"budget": "1,000"}, True),
+        ({"field": "budget", "op": "lt", "value": 100}, {"budget": "not a number"}, False),
+        ({"field": "budget", "op": "lte", "value": "100"}, {"budget": 100}, True),
+        ({"field": "timeline", "op": "equals", "value": "This Week"}, {"timeline": "this week"}, True),
+        ({"field": "timeline", "op": "not_equals", "value": "later"}, {"timeline": "now"}, True),
+        ({"field": "timeline", "op": "in", "value": "now, today"}, {"timeline": "Today"}, True),
+        ({"field": "answers.Timeline", "op": "exists"}, {"timeline": "x"}, True),
+        ({"field": "missing", "op": "exists", "value": False}, {}, True),
+        ({"field": "gclid", "op": "exists", "value": True}, {}, False),
+    ],
+)
+def test_condition_operators(relay_source, condition, answers, expected):
+    rule("Only rule", 1, "urgent", [condition])
+    lead = Lead(source=relay_source, custom_answers=answers)
+    assert (services.lead_route(lead=lead).priority == "urgent") is expected
+
+
+@pytest.mark.parametrize(
+    "conditions",
+    [
+        "not a list",
+        [{"op": "equals", "value": 1}],
+        [{"field": "x", "op": "like", "value": 1}],
+        [{"field": "x", "op": "regex", "value": "("}],
+        [{"field": "x", "op": "gt", "value": "many"}],
+        [{"field": "x", "op": "equals"}],
+    ],
+)
+def test_malformed_conditions_are_refused(conditions):
+    with pytest.raises(ValidationError):
+        services.routing_conditions_validate(conditions)
+
+
+def test_explain_shows_each_condition(relay_source, rules):
+    lead = Lead(source=relay_source, email="x@partner.io", custom_answers={"budget": "20"})
+    results = services.routing_rule_explain(rule=rules["partner"], lead=lead)
+    assert [(r.field, r.actual, r.matched) for r in results] == [("email_domain", "partner.io", True)]
+    assert services.routing_rule_explain(rule=rules["big_budget"], lead=lead)[0].matched is False
+
+
+def test_processing_twice_creates_nothing_new(api_client, relay_source, rules):
+    lead = ingest_and_process(api_client, lead_id="once", budget="20000")
+    again = services.webhook_event_process(event_id=lead.events.get().pk)
+    assert again.pk == lead.pk
+    assert Lead.objects.count() == 1
+    assert LeadDelivery.objects.filter(lead=lead).count() == 2
+
+
+def test_event_that_cannot_become_a_lead_is_failed_not_retried(api_client, relay_source):
+    response = post_json(
+        api_client, "/api/v1/webhooks/zapier", {"note": "no contact"}, **{"X-Webhook-Secret": RELAY_SECRET}
+    )
+    assert services.webhook_event_process(event_id=response.json()["id"]) is None
+    event = relay_source.events.get()
+    assert event.status == "failed"
+    assert "no email, phone or name" in event.last_error
+
+
+def test_nul_characters_never_reach_the_database(api_client, relay_source):
+    lead = ingest_and_process(api_client, lead_id="nul", full_name="Ada\u0000", notes="a\u0000b", **{"k\u0000": "v"})
+    assert lead.full_name == "Ada"
+    assert lead.custom_answers["notes"] == "ab"
+    assert lead.custom_answers["k"] == "v"
+
+
+def test_an_event_that_keeps_crashing_is_given_up_and_can_be_replayed(api_client, relay_source, monkeypatch):
+    response = post_json(api_client, "/api/v1/webhooks/zapier", flat_payload(), **{"X-Webhook-Secret": RELAY_SECRET})
+    event_id = response.json()["id"]
+
+    def crash(**_):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(services, "lead_route", crash)
+    for _ in range(services.MAX_EVENT_ATTEMPTS):
+        with pytest.raises(RuntimeError):
+            services.webhook_event_process(event_id=event_id)
+    assert services.webhook_event_process(event_id=event_id) is None
+    event = relay_source.events.get()
+    assert (event.status, event.attempts) == ("failed", services.MAX_EVENT_ATTEMPTS + 1)
+
+    monkeypatch.undo()
+    assert services.webhook_event_replay(event=event) is True
+    assert services.webhook_event_process(event_id=event_id).external_lead_id == "make-0001"

@@ -1,0 +1,39 @@
+"""Thin Celery tasks: take ids, call one service, decide retry. All are safe to run twice."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import DatabaseError
+
+from adsplatform.celery import MAX_RETRY_DELAY_SECONDS
+from webhooks import services
+
+# Far above services.MAX_DELIVERY_ATTEMPTS: the delivery row's attempt count is the real limit,
+# because the sweeper may start a fresh task for a delivery whose first task was lost.
+_DELIVERY_TASK_MAX_RETRIES = 20
+
+
+@shared_task(
+    autoretry_for=(DatabaseError,),
+    retry_backoff=5,
+    retry_backoff_max=MAX_RETRY_DELAY_SECONDS,
+    max_retries=8,
+)
+def process_webhook_event(event_id: int) -> None:
+    services.webhook_event_process(event_id=event_id)
+
+
+@shared_task(bind=True, max_retries=_DELIVERY_TASK_MAX_RETRIES)
+def deliver_lead(self, delivery_id: int) -> None:
+    try:
+        services.lead_delivery_send(delivery_id=delivery_id, max_delay_seconds=MAX_RETRY_DELAY_SECONDS)
+    except services.DeliveryTemporaryError as exc:
+        if self.request.retries >= self.max_retries:
+            services.lead_delivery_give_up(delivery_id=delivery_id, reason=f"Gave up after retries: {exc}")
+            return
+        raise self.retry(countdown=exc.retry_in_seconds, exc=exc) from None
+
+
+@shared_task
+def sweep_webhook_backlog() -> None:
+    services.webhook_backlog_sweep()
