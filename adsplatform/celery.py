@@ -27,6 +27,11 @@ BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "webhooks-sweep-backlog": {
+        "task": "webhooks.tasks.sweep_webhook_backlog",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
 

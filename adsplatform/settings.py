@@ -276,6 +276,12 @@ LOGGING = {
 SERVICE_API_KEY = env.str("SERVICE_API_KEY", default="")
 WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
 GOOGLE_LEAD_FORM_KEY = env.str("GOOGLE_LEAD_FORM_KEY", default="")
+# Unprocessed webhook events and unsent deliveries older than this are re-queued.
+WEBHOOK_SWEEP_AFTER_SECONDS = env.int("WEBHOOK_SWEEP_AFTER_SECONDS", default=60)
+LEAD_DELIVERY_TIMEOUT_SECONDS = env.int("LEAD_DELIVERY_TIMEOUT_SECONDS", default=10)
+# The lead stage at which a lead with a gclid becomes a Google conversion.
+LEAD_CONVERSION_STAGE = env.str("LEAD_CONVERSION_STAGE", default="qualified")
+LEADS_DEFAULT_PHONE_COUNTRY_CODE = env.str("LEADS_DEFAULT_PHONE_COUNTRY_CODE", default="1")
 
 # --- Ad platforms ---------------------------------------------------------------------------
 GOOGLE_ADS_DEVELOPER_TOKEN = env.str("GOOGLE_ADS_DEVELOPER_TOKEN", default="")

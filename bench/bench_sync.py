@@ -90,9 +90,22 @@ def main() -> None:
         services.campaign_sync(run=rerun)
         update_total = time.perf_counter() - started
 
+        sync_rss = peak_rss_mb()
+
+        # The database write alone: the same rows, already in memory, written fresh.
+        adapter_rows = list(get_platform("google").iter_daily_metrics(account, since, rerun.date_to))
+        DailyMetric.objects.filter(campaign__account=account).delete()
+        started = time.perf_counter()
+        services.metric_upsert(account=account, rows=adapter_rows)
+        write_seconds = time.perf_counter() - started
+        del adapter_rows
+
         # Floor: COPY the same rows (read back from the table) into a scratch table.
         with connection.cursor() as cursor:
-            cursor.execute("CREATE TEMP TABLE copy_floor (LIKE campaigns_dailymetric INCLUDING DEFAULTS)")
+            cursor.execute(
+                "CREATE TEMP TABLE copy_floor AS SELECT campaign_id, date, impressions, clicks, cost_micros, "
+                "conversions, conversion_value_micros, updated_at FROM campaigns_dailymetric WITH NO DATA"
+            )
         values = list(
             DailyMetric.objects.filter(campaign__account=account).values_list(
                 "campaign_id",
@@ -124,21 +137,22 @@ def main() -> None:
 
     print(
         f"campaigns={campaigns} rows={rows} first sync {total:.1f}s, re-sync {update_total:.1f}s, "
-        f"COPY {copy_seconds:.2f}s, peak RSS {peak_rss_mb():.0f} MB"
+        f"upsert alone {write_seconds:.2f}s, COPY {copy_seconds:.2f}s, sync peak RSS {sync_rss:.0f} MB"
     )
     emit(
         "sync",
         [
             {"figure": f"full sync {campaigns:,} campaigns × {args.days} days (s)", "value": total, "target": "< 60"},
             {
-                "figure": "sync metric rows written/s (first sync, end to end)",
-                "value": rows / total,
+                "figure": "metric upsert rows/s (database write)",
+                "value": rows / write_seconds,
                 "floor": len(values) / copy_seconds,
                 "floor_name": "COPY rows/s",
                 "target": "≥ 50,000",
             },
-            {"figure": "re-sync (all updates) total (s)", "value": update_total, "target": ""},
-            {"figure": "sync process peak RSS (MB)", "value": peak_rss_mb(), "target": "flat"},
+            {"figure": "sync rows/s end to end (stream + write)", "value": rows / total, "target": ""},
+            {"figure": "re-sync of an unchanged window (s)", "value": update_total, "target": ""},
+            {"figure": "sync process peak RSS (MB)", "value": sync_rss, "target": "flat"},
         ],
     )
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError
 
-from adsplatform.celery import MAX_RETRY_DELAY_SECONDS
 from webhooks import services
 
 # Far above services.MAX_DELIVERY_ATTEMPTS: the delivery row's attempt count is the real limit,
@@ -16,7 +16,7 @@ _DELIVERY_TASK_MAX_RETRIES = 20
 @shared_task(
     autoretry_for=(DatabaseError,),
     retry_backoff=5,
-    retry_backoff_max=MAX_RETRY_DELAY_SECONDS,
+    retry_backoff_max=settings.TASK_MAX_RETRY_DELAY_SECONDS,
     max_retries=8,
 )
 def process_webhook_event(event_id: int) -> None:
@@ -26,7 +26,7 @@ def process_webhook_event(event_id: int) -> None:
 @shared_task(bind=True, max_retries=_DELIVERY_TASK_MAX_RETRIES)
 def deliver_lead(self, delivery_id: int) -> None:
     try:
-        services.lead_delivery_send(delivery_id=delivery_id, max_delay_seconds=MAX_RETRY_DELAY_SECONDS)
+        services.lead_delivery_send(delivery_id=delivery_id, max_delay_seconds=settings.TASK_MAX_RETRY_DELAY_SECONDS)
     except services.DeliveryTemporaryError as exc:
         if self.request.retries >= self.max_retries:
             services.lead_delivery_give_up(delivery_id=delivery_id, reason=f"Gave up after retries: {exc}")
