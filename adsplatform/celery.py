@@ -27,6 +27,11 @@ BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "conversions-upload-pending": {
+        "task": "conversions.upload_pending",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "webhooks-sweep-backlog": {
         "task": "webhooks.tasks.sweep_webhook_backlog",
         "schedule": 60.0,

@@ -281,6 +281,9 @@ WEBHOOK_SWEEP_AFTER_SECONDS = env.int("WEBHOOK_SWEEP_AFTER_SECONDS", default=60)
 LEAD_DELIVERY_TIMEOUT_SECONDS = env.int("LEAD_DELIVERY_TIMEOUT_SECONDS", default=10)
 # The lead stage at which a lead with a gclid becomes a Google conversion.
 LEAD_CONVERSION_STAGE = env.str("LEAD_CONVERSION_STAGE", default="qualified")
+# Google conversion action (id or resource name) for those leads; unset: the active
+# Google action of the lead's campaign's account.
+LEAD_CONVERSION_ACTION = env.str("LEAD_CONVERSION_ACTION", default="")
 LEADS_DEFAULT_PHONE_COUNTRY_CODE = env.str("LEADS_DEFAULT_PHONE_COUNTRY_CODE", default="1")
 
 # --- Ad platforms ---------------------------------------------------------------------------
@@ -311,6 +314,14 @@ ADS_SANDBOX_OAUTH_PORT = env.int("ADS_SANDBOX_OAUTH_PORT", default=8483)
 ADS_SANDBOX_FAULTS_GOOGLE = env.str("ADS_SANDBOX_FAULTS_GOOGLE", default="")
 ADS_SANDBOX_FAULTS_META = env.str("ADS_SANDBOX_FAULTS_META", default="")
 ADS_SANDBOX_DIR = Path(env.str("ADS_SANDBOX_DIR", default=str(VAR_DIR / "sandbox")))
+
+# Conversion uploads: attempts before a row is failed; how long a row may stay
+# "uploading" before it is taken back and resent (same order id / event id, so the
+# platform dedupes); the first backoff step (doubling, with jitter).
+CONVERSIONS_UPLOAD_MAX_ATTEMPTS = env.int("CONVERSIONS_UPLOAD_MAX_ATTEMPTS", default=8)
+CONVERSIONS_UPLOAD_LEASE_SECONDS = env.int("CONVERSIONS_UPLOAD_LEASE_SECONDS", default=600)
+CONVERSIONS_RETRY_BASE_SECONDS = env.int("CONVERSIONS_RETRY_BASE_SECONDS", default=30)
+CONVERSIONS_UPLOAD_ON_INGEST = env.bool("CONVERSIONS_UPLOAD_ON_INGEST", default=True)
 
 # Sync windows: conversions land late, so each sync re-reads recent days.
 SYNC_LOOKBACK_DAYS_GOOGLE = env.int("SYNC_LOOKBACK_DAYS_GOOGLE", default=14)

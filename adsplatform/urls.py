@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from adsplatform import auth_api, ops
 from campaigns.api import CampaignListAliasView
+from conversions.api import GoogleConversionIngestAliasView
 
 api_v1 = [
     path("auth/", include(auth_api.urlpatterns)),
@@ -25,6 +26,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     # The seed's original path, kept for clients written against it.
     path("api/campaigns", CampaignListAliasView.as_view(), name="campaign-list-alias"),
+    path("v1/conversions/google", GoogleConversionIngestAliasView.as_view(), name="conversions-google-alias"),
 ]
 
 handler404 = "adsplatform.errors.handler404"

@@ -1233,15 +1233,49 @@ def lead_deliveries_retry(*, lead: Lead) -> int:
 
 
 def lead_conversion_hook(*, lead: Lead) -> bool:
-    """Create the Google offline conversion for a lead that reached the conversion stage.
+    """Hand a lead that reached the conversion stage to the conversions ledger as a Google
+    click conversion: order id = the lead's id (so a repeat is a duplicate, never a second
+    conversion), gclid, the moment of the stage change, and the lead's hashed contact data.
 
-    The conversions app has no service to call yet: this is the one place to wire it
-    (``order_id`` = the lead's id, ``gclid`` = lead.gclid, time = the stage change). Returns
-    True once a conversion was handed over, and only then is ``conversion_created_at`` set,
-    so leads staged before the wiring can be replayed.
+    The action is LEAD_CONVERSION_ACTION (a Google action id or resource name) or, when
+    unset, the active Google action of the lead's campaign's account. Returns True once the
+    ledger holds the conversion; False (logged) when no action can be chosen or the lead's
+    data is refused, so the lead can be replayed after the configuration is fixed.
     """
-    logger.info("lead reached the conversion stage; conversions app not wired yet", extra={"lead_id": lead.pk})
-    return False
+    from conversions import selectors as conversion_selectors
+    from conversions import services as conversion_services
+
+    reference = _setting("LEAD_CONVERSION_ACTION", "")
+    if not reference and lead.campaign_id:
+        action = (
+            conversion_selectors.conversion_action_list(
+                filters={"account__platform": "google", "account_id": lead.campaign.account_id, "is_active": True}
+            )
+            .order_by("id")
+            .first()
+        )
+        reference = action.external_id if action else ""
+    if not reference:
+        logger.warning(
+            "no Google conversion action for this lead; set LEAD_CONVERSION_ACTION", extra={"lead_id": lead.pk}
+        )
+        return False
+    item: dict[str, Any] = {
+        "gclid": lead.gclid,
+        "conversion_action": reference,
+        "conversion_date_time": lead.stage_changed_at or timezone.now(),
+        "order_id": f"lead-{lead.pk}",
+    }
+    user = {key: value for key, value in (("email", lead.email), ("phone", lead.phone)) if value}
+    if user:
+        item["user"] = user
+    try:
+        conversion_services.conversions_ingest_google(items=[item], source="lead-stage")
+    except conversion_services.IngestValidationError as exc:
+        # The item errors can quote what was sent; only their count is logged.
+        logger.warning("lead conversion refused", extra={"lead_id": lead.pk, "errors": len(exc.errors)})
+        return False
+    return True
 
 
 def lead_stage_set(*, lead: Lead, stage: str, actor: Any = None) -> Lead:

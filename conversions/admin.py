@@ -1,0 +1,124 @@
+"""Operator screens: the conversion ledger, conversion actions, service API keys."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+
+from django.contrib import admin, messages
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+
+from conversions import selectors, services
+from conversions.models import Conversion, ConversionAction, ServiceApiKey
+
+
+class _Echo:
+    """csv.writer wants a file; streaming wants the line back."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+@admin.register(Conversion)
+class ConversionAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "platform",
+        "account",
+        "action",
+        "status",
+        "order_id",
+        "event_name",
+        "value_display",
+        "occurred_at",
+        "attempts",
+        "next_attempt_at",
+        "platform_code",
+        "uploaded_at",
+        "created_at",
+    )
+    list_filter = ("status", "platform", "account", ("created_at", admin.DateFieldListFilter), "occurred_at")
+    date_hierarchy = "created_at"
+    search_fields = ("=order_id", "=event_id", "=dedupe_key", "=request_id")
+    list_select_related = ("account", "action")
+    actions = ("retry_failed", "export_csv")
+    show_full_result_count = False  # the ledger grows large; counting it on every page is slow
+
+    # The ledger is written by ingestion and the uploader only.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Value", ordering="value_micros")
+    def value_display(self, obj: Conversion) -> str:
+        if obj.value_micros is None:
+            return "—"
+        return f"{obj.value_micros / 1_000_000:,.2f} {obj.currency_code}".strip()
+
+    @admin.action(description="Retry the selected failed conversions")
+    def retry_failed(self, request, queryset) -> None:
+        count = services.conversions_retry(conversion_ids=queryset.values_list("pk", flat=True))
+        skipped = queryset.count() - count
+        message = f"{count} conversion(s) queued for upload again."
+        if skipped:
+            message += f" {skipped} skipped: only failed conversions are retried."
+        self.message_user(request, message, messages.SUCCESS if count else messages.WARNING)
+
+    @admin.action(description="Export the selected conversions as CSV")
+    def export_csv(self, request, queryset) -> StreamingHttpResponse:
+        writer = csv.writer(_Echo())
+
+        def lines() -> Iterator[str]:
+            yield writer.writerow(selectors.CSV_COLUMNS)
+            for row in selectors.conversion_csv_rows(queryset=queryset):
+                yield writer.writerow(row)
+
+        response = StreamingHttpResponse(lines(), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="conversions-{timezone.now():%Y%m%d-%H%M%S}.csv"'
+        return response
+
+
+@admin.register(ConversionAction)
+class ConversionActionAdmin(admin.ModelAdmin):
+    list_display = ("name", "external_id", "account", "platform_display", "is_active", "created_at")
+    list_filter = ("account__platform", "is_active", "account")
+    search_fields = ("name", "external_id", "account__name", "account__external_id")
+    list_select_related = ("account",)
+    autocomplete_fields = ()
+
+    @admin.display(description="Platform", ordering="account__platform")
+    def platform_display(self, obj: ConversionAction) -> str:
+        return obj.account.get_platform_display()
+
+
+@admin.register(ServiceApiKey)
+class ServiceApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("name", "prefix", "is_active", "created_at", "last_used_at")
+    list_filter = ("is_active",)
+    search_fields = ("name", "prefix")
+    readonly_fields = ("prefix", "created_at", "last_used_at")
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("name",)
+        return ("name", "prefix", "is_active", "created_at", "last_used_at")
+
+    def save_model(self, request, obj: ServiceApiKey, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key, raw_key = services.service_api_key_create(name=obj.name)
+        obj.pk = key.pk
+        obj.prefix, obj.key_hash, obj.created_at = key.prefix, key.key_hash, key.created_at
+        # Shown this once: only its hash is stored.
+        self.message_user(
+            request,
+            f"Key for {key.name}: {raw_key} — copy it now; it cannot be shown again.",
+            messages.WARNING,
+        )
