@@ -1,0 +1,48 @@
+"""What can be checked of the deployment files without Docker: they parse and agree with each other."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_fly_toml_names_web_worker_and_beat_and_checks_healthz():
+    config = tomllib.loads((ROOT / "fly.toml").read_text())
+    processes = config["processes"]
+    assert set(processes) == {"web", "worker", "beat"}
+    assert processes["web"].startswith("gunicorn -c gunicorn.conf.py adsplatform.wsgi")
+    assert "celery -A adsplatform worker" in processes["worker"]
+    assert "celery -A adsplatform beat" in processes["beat"]
+    assert "migrate" in config["deploy"]["release_command"]
+    service = config["http_service"]
+    assert service["processes"] == ["web"]
+    assert service["checks"][0]["path"] == "/healthz"
+
+
+def test_gunicorn_config_imports_and_sets_the_multiprocess_metrics_folder(monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "gunicorn.conf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.workers >= 1
+    assert module.bind.endswith(":8000") or module.bind.split(":")[-1].isdigit()
+    assert callable(module.child_exit) and callable(module.on_starting)
+
+
+def test_dockerfile_runs_what_the_readme_and_fly_toml_document():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
+    assert re.search(r"^USER app$", dockerfile, re.M), "runs as a non-root user"
+    assert "collectstatic" in dockerfile
+    assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
+    cmd = re.search(r"^CMD \[(.+)\]$", dockerfile, re.M).group(1)
+    command = " ".join(part.strip().strip('"') for part in cmd.split(","))
+    fly_web = tomllib.loads((ROOT / "fly.toml").read_text())["processes"]["web"]
+    assert command == fly_web
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
+    assert "gunicorn.conf.py" in readme
