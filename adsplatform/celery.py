@@ -32,6 +32,21 @@ BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    "optimization-evaluate-alerts": {
+        "task": "optimization.evaluate_alerts",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "optimization-sweep-budget-pushes": {
+        "task": "optimization.sweep_budget_pushes",
+        "schedule": 300.0,
+        "options": {"expires": 290},
+    },
+    # Daily proposals, early morning UTC; each account's own dates are used inside.
+    "optimization-run-optimizer": {
+        "task": "optimization.run_optimizer",
+        "schedule": crontab(hour=6, minute=0),
+    },
     "webhooks-sweep-backlog": {
         "task": "webhooks.tasks.sweep_webhook_backlog",
         "schedule": 60.0,

@@ -6,12 +6,13 @@ import logging
 import os
 import uuid
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
+from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
-from adsplatform.celery import app as celery_app
 from adsplatform.metrics import database_collectors
 
 logger = logging.getLogger(__name__)
@@ -35,8 +36,11 @@ def _check_cache() -> None:
 
 
 def _check_broker() -> None:
-    with celery_app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=2)
+    # A fresh connection from the settings (not the Celery app's pool): the check must
+    # not disturb, or be satisfied by, connections the app already holds.
+    options = dict(getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}) or {})
+    with Connection(settings.CELERY_BROKER_URL, connect_timeout=2, transport_options=options) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
 
 
 READINESS_CHECKS = {"database": _check_database, "cache": _check_cache, "broker": _check_broker}

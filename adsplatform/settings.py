@@ -323,6 +323,12 @@ CONVERSIONS_UPLOAD_LEASE_SECONDS = env.int("CONVERSIONS_UPLOAD_LEASE_SECONDS", d
 CONVERSIONS_RETRY_BASE_SECONDS = env.int("CONVERSIONS_RETRY_BASE_SECONDS", default=30)
 CONVERSIONS_UPLOAD_ON_INGEST = env.bool("CONVERSIONS_UPLOAD_ON_INGEST", default=True)
 
+# Alerts: who hears about them (email list; a Slack-compatible incoming webhook URL).
+# Thresholds and optimizer guardrails have defaults in optimization/conf.py and can be
+# overridden here by name.
+ALERT_EMAIL_RECIPIENTS = env.list("ALERT_EMAIL_RECIPIENTS", default=[])
+ALERT_SLACK_WEBHOOK_URL = env.str("ALERT_SLACK_WEBHOOK_URL", default="")
+
 # Sync windows: conversions land late, so each sync re-reads recent days.
 SYNC_LOOKBACK_DAYS_GOOGLE = env.int("SYNC_LOOKBACK_DAYS_GOOGLE", default=14)
 SYNC_LOOKBACK_DAYS_META = env.int("SYNC_LOOKBACK_DAYS_META", default=28)

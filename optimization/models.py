@@ -1,15 +1,19 @@
-"""Budget changes (the seed's optimization_runs): an append-only audit trail."""
+"""Budget changes (the seed's optimization_runs), account budget settings, alerts, platform calls."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
-from campaigns.models import Campaign
+from campaigns.models import AdAccount, Campaign
 
 
 class OptimizationRun(models.Model):
-    """A change of one campaign's daily budget, from staff, the API or the optimizer."""
+    """A change of one campaign's daily budget, from staff, the API or the optimizer.
+
+    Append-only: a run moves forward through its statuses and is never edited back or deleted.
+    """
 
     class Source(models.TextChoices):
         STAFF = "staff", "Staff (admin)"
@@ -38,9 +42,138 @@ class OptimizationRun(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     applied_at = models.DateTimeField(null=True, blank=True)
 
+    # What the requester explicitly accepted, kept for the audit trail.
+    confirmed_large_change = models.BooleanField(default=False)
+    confirmed_shared_budget = models.BooleanField(default=False)
+    # Optimizer proposals: which optimizer run made them, and who approved or rejected them.
+    proposal_kind = models.CharField(max_length=16, blank=True, help_text="reallocation | pacing")
+    proposal_batch = models.CharField(max_length=36, blank=True, db_index=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # Pushing: attempts so far, and when the next one is due (the sweeper re-sends lost ones).
+    push_attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ("-created_at",)
         indexes = [models.Index(fields=("campaign", "-created_at")), models.Index(fields=("status",))]
+        permissions = [("change_budget", "Can change campaign budgets and apply optimizer proposals")]
+        constraints = [
+            # Two pushes racing on one campaign could each read the same "current" value and
+            # overwrite each other; one in flight at a time makes that impossible.
+            models.UniqueConstraint(
+                fields=("campaign",), condition=Q(status="pending"), name="uniq_pending_budget_change_per_campaign"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Budget change #{self.pk} of {self.campaign_id}: {self.old_budget_micros} → {self.new_budget_micros}"
+
+    @property
+    def change_micros(self) -> int:
+        return self.new_budget_micros - (self.old_budget_micros or 0)
+
+
+class AccountBudgetSettings(models.Model):
+    """How the budgets of one ad account may be changed and optimized (amounts in account currency)."""
+
+    account = models.OneToOneField(AdAccount, on_delete=models.CASCADE, related_name="budget_settings")
+    max_campaign_daily_budget_micros = models.BigIntegerField(
+        null=True, blank=True, help_text="The account's cap: no campaign's daily budget may be set above it."
+    )
+    monthly_budget_micros = models.BigIntegerField(
+        null=True, blank=True, help_text="Monthly cap the optimizer paces the account's spend to."
+    )
+    target_cpa_micros = models.BigIntegerField(
+        null=True, blank=True, help_text="Target cost per conversion; the optimizer moves budget toward it."
+    )
+    target_roas = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Target return on ad spend (conversion value / cost), used when no target CPA is set.",
+    )
+    min_campaign_daily_budget_micros = models.BigIntegerField(
+        null=True, blank=True, help_text="The optimizer never proposes less; empty uses the global default."
+    )
+    optimizer_enabled = models.BooleanField(default=True, help_text="Include this account in the daily optimizer run.")
+    auto_apply = models.BooleanField(
+        default=False, help_text="Push the optimizer's proposals without waiting for approval."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "account budget settings"
+        verbose_name_plural = "account budget settings"
+
+    def __str__(self) -> str:
+        return f"Budget settings of {self.account}"
+
+
+class Alert(models.Model):
+    """A condition worth a human's attention: opened once, updated while it lasts, resolved when it clears."""
+
+    class Kind(models.TextChoices):
+        BUDGET_OVERSPEND = "budget_overspend", "Budget overspend (today)"
+        PACING_OVERSPEND = "pacing_overspend", "Budget overspend (month-to-date pacing)"
+        API_FAILURES = "api_failures", "Platform API failures"
+        WEBHOOK_DELAY = "webhook_delay", "Webhook delay"
+
+    class Severity(models.TextChoices):
+        WARNING = "warning", "Warning"
+        CRITICAL = "critical", "Critical"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    subject = models.CharField(max_length=128, help_text="What it is about: campaign:<id>, platform:<name>, …")
+    subject_label = models.CharField(max_length=255, blank=True)
+    # Set on budget alerts: an evaluation after one account's sync resolves only that account's.
+    account = models.ForeignKey(AdAccount, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
+    value = models.FloatField()
+    threshold = models.FloatField()
+    message = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+    opened_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    open_notified_at = models.DateTimeField(null=True, blank=True)
+    resolve_notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-opened_at",)
+        constraints = [
+            models.UniqueConstraint(
+                fields=("kind", "subject"), condition=Q(resolved_at__isnull=True), name="uniq_open_alert_kind_subject"
+            ),
+        ]
+        indexes = [models.Index(fields=("kind", "resolved_at"))]
+
+    def __str__(self) -> str:
+        state = "resolved" if self.resolved_at else "open"
+        return f"{self.get_kind_display()} · {self.subject_label or self.subject} ({state})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class PlatformCallRecord(models.Model):
+    """One call to an ad platform and how it ended; the API failure alert counts these."""
+
+    platform = models.CharField(max_length=16)
+    operation = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=16, help_text="ok | rate_limited | transient | auth | permanent | error")
+    error_code = models.CharField(max_length=128, blank=True)
+    seconds = models.FloatField()
+    called_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ("-called_at",)
+        indexes = [models.Index(fields=("platform", "called_at"))]
+
+    def __str__(self) -> str:
+        return f"{self.platform}.{self.operation} {self.outcome}"

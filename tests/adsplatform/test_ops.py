@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from adsplatform.celery import app as celery_app
-
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
 
@@ -32,11 +30,8 @@ def redis_down(settings):
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         }
     }
-    previous = celery_app.conf.broker_url
-    celery_app.conf.broker_url = UNREACHABLE_REDIS
-    celery_app.pool.force_close_all() if celery_app.pool else None
-    yield
-    celery_app.conf.broker_url = previous
+    settings.CELERY_BROKER_URL = UNREACHABLE_REDIS
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
 
 
 @pytest.mark.django_db

@@ -1,0 +1,729 @@
+"""The operator dashboard: every app's numbers for a date range and an account, in a fixed number of queries.
+
+``dashboard_data`` runs six aggregate queries whatever the data size (accounts, metrics by account
+and day, budgets by account, conversion outcomes by day, leads by day, open alerts) and derives
+everything else in Python from those few rows. Money stays per currency: an account has one
+currency, so rows are grouped by account in SQL and added up per currency here, never across.
+
+``dashboard_charts`` turns the data into SVG charts (``adsplatform.charts``) with a table for each.
+This module lives on the top floor because it reads every app.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.apps import apps
+from django.db.models import Case, CharField, Count, F, Max, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+from django.utils.safestring import SafeString
+
+from adsplatform import charts
+from campaigns.models import AdAccount, Campaign, CampaignStatus, DailyMetric, Platform, SyncRun
+from campaigns.services import account_today
+from conversions.models import Conversion
+from conversions.selectors import FINAL_STATUSES
+from platforms.base import minor_unit_micros
+from webhooks.models import Lead, Priority
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+MICROS = 1_000_000
+ACTIVE_SYNC_STATUSES = (SyncRun.Status.QUEUED, SyncRun.Status.RUNNING)
+
+
+def format_money(micros: int | Decimal | float | None, currency_code: str) -> str:
+    """An amount in its currency's own precision (JPY without decimals), code after it."""
+    if micros is None:
+        return "—"
+    unit = minor_unit_micros(currency_code)
+    places = 0 if unit >= MICROS else (3 if unit == 1_000 else 2)
+    return f"{Decimal(micros) / MICROS:,.{places}f} {currency_code}"
+
+
+# --- Filters --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DashboardFilters:
+    date_from: date
+    date_to: date
+    account_id: int | None = None
+
+    @property
+    def days(self) -> list[date]:
+        return [self.date_from + timedelta(days=n) for n in range((self.date_to - self.date_from).days + 1)]
+
+
+class DashboardFilterForm(forms.Form):
+    """The GET form above the dashboard; invalid input falls back to the last 30 days, all accounts."""
+
+    date_from = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+    date_to = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+    account = forms.TypedChoiceField(label="Account", coerce=int, required=False, empty_value=None)
+
+    def __init__(self, data: Mapping[str, Any] | None, *, accounts: list[AccountRow], today: date) -> None:
+        self.default_from, self.default_to = today - timedelta(days=DEFAULT_DAYS - 1), today
+        # An untouched form (no filter in the URL) is valid: it means the defaults.
+        if not data or not any(data.get(name) for name in ("date_from", "date_to", "account")):
+            data = None
+        super().__init__(
+            data,
+            initial={"date_from": self.default_from, "date_to": self.default_to},
+            auto_id="dashboard-%s",
+        )
+        self.fields["account"].choices = [("", "All accounts")] + [
+            (account.id, f"{account.name} ({account.platform_label}, {account.currency_code})") for account in accounts
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        date_from, date_to = cleaned.get("date_from"), cleaned.get("date_to")
+        if date_from and date_to:
+            if date_from > date_to:
+                self.add_error("date_to", "The end date is before the start date.")
+            elif (date_to - date_from).days + 1 > MAX_DAYS:
+                self.add_error("date_from", f"Choose at most {MAX_DAYS} days.")
+        return cleaned
+
+    def filters(self) -> DashboardFilters:
+        if self.is_bound and self.is_valid():
+            data = self.cleaned_data
+            return DashboardFilters(data["date_from"], data["date_to"], data["account"])
+        return DashboardFilters(self.default_from, self.default_to, None)
+
+
+# --- Rows -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    id: int
+    name: str
+    platform: str
+    currency_code: str
+    time_zone: str
+    is_active: bool
+    needs_attention: bool
+    last_synced_at: datetime | None
+    sync_interval_minutes: int
+    monthly_cap_micros: int | None
+    latest_run_id: int | None
+    latest_run_status: str | None
+    latest_run_progress: str
+    today: date  # in the account's own time zone, like its metric dates
+
+    @property
+    def platform_label(self) -> str:
+        return Platform(self.platform).label if self.platform in Platform.values else self.platform
+
+    @property
+    def sync_is_active(self) -> bool:
+        return self.latest_run_status in ACTIVE_SYNC_STATUSES
+
+
+@dataclass(frozen=True)
+class CurrencyTile:
+    """One currency's money: today and month to date (account dates), and the range's outcomes."""
+
+    currency_code: str
+    spend_today_micros: int
+    spend_month_micros: int
+    spend_range_micros: int
+    conversions: Decimal
+    conversion_value_micros: int
+
+    @property
+    def cpa_micros(self) -> int | None:
+        return int(self.spend_range_micros / self.conversions) if self.conversions else None
+
+    @property
+    def roas(self) -> Decimal | None:
+        if not self.spend_range_micros:
+            return None
+        return (Decimal(self.conversion_value_micros) / self.spend_range_micros).quantize(Decimal("0.01"))
+
+    # What the template shows: formatted here, because a template cannot pass the currency.
+    @property
+    def spend_today(self) -> str:
+        return format_money(self.spend_today_micros, self.currency_code)
+
+    @property
+    def spend_month(self) -> str:
+        return format_money(self.spend_month_micros, self.currency_code)
+
+    @property
+    def spend_range(self) -> str:
+        return format_money(self.spend_range_micros, self.currency_code)
+
+    @property
+    def cpa(self) -> str:
+        return format_money(self.cpa_micros, self.currency_code)
+
+    @property
+    def conversions_text(self) -> str:
+        return f"{self.conversions.normalize():,f}" if self.conversions else "0"
+
+
+@dataclass(frozen=True)
+class SpendSeries:
+    """Daily spend of one platform in one currency, beside the daily budgets enabled today."""
+
+    platform: str
+    currency_code: str
+    spend_micros: list[int]
+    daily_budget_micros: int
+
+
+@dataclass(frozen=True)
+class PacingRow:
+    account: AccountRow
+    spend_month_micros: int
+    expected_to_date_micros: int | None  # what the cap or budgets allow by today
+    cap_micros: int | None  # the monthly cap, when one is set
+    basis: str  # what the expectation is based on, in words
+
+    @property
+    def percent(self) -> float | None:
+        if not self.expected_to_date_micros:
+            return None
+        return round(100 * self.spend_month_micros / self.expected_to_date_micros, 1)
+
+
+@dataclass(frozen=True)
+class SyncLagRow:
+    account: AccountRow
+    lag_minutes: float | None  # None: never synced
+
+
+@dataclass
+class Dashboard:
+    filters: DashboardFilters
+    today: date  # the site's date; leads "today" use it
+    accounts: list[AccountRow]  # every account (the filter offers them all)
+    scoped_accounts: list[AccountRow]
+    tiles: list[CurrencyTile]
+    leads_today: dict[str, int]
+    open_alerts: dict[str, int] | None  # by severity; None when the alerts app is not installed
+    spend: list[SpendSeries]
+    pacing: list[PacingRow]
+    conversion_outcomes: dict[str, list[int]]  # final status → count per day
+    leads_by_priority: dict[str, list[int]]  # priority → count per day
+    sync_lag: list[SyncLagRow]
+    syncs_in_progress: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def open_alert_total(self) -> int | None:
+        return None if self.open_alerts is None else sum(self.open_alerts.values())
+
+    @property
+    def upload_success_rate(self) -> float | None:
+        finished = sum(sum(counts) for counts in self.conversion_outcomes.values())
+        uploaded = sum(self.conversion_outcomes.get(Conversion.Status.UPLOADED, []))
+        return round(100 * uploaded / finished, 1) if finished else None
+
+
+# --- Optional models (optimization) -----------------------------------------------------------------
+
+
+def optional_model(app_label: str, model_name: str):
+    """A model of an app that may not be installed (or not migrated to have it yet)."""
+    if not apps.is_installed(app_label):
+        return None
+    try:
+        return apps.get_model(app_label, model_name)
+    except LookupError:
+        return None
+
+
+# --- The six queries ------------------------------------------------------------------------------
+
+
+def dashboard_accounts() -> list[AccountRow]:
+    """Query 1: every account, its monthly cap, and its latest sync run."""
+    latest = SyncRun.objects.filter(account=OuterRef("pk")).order_by("-created_at", "-id")
+    fields: dict[str, Any] = {
+        "latest_run_id": Subquery(latest.values("id")[:1]),
+        "latest_run_status": Subquery(latest.values("status")[:1]),
+        "latest_run_progress": Subquery(latest.values("progress")[:1]),
+    }
+    has_budget_settings = optional_model("optimization", "AccountBudgetSettings") is not None
+    if has_budget_settings:
+        fields["monthly_cap_micros"] = F("budget_settings__monthly_budget_micros")
+    rows = AdAccount.objects.annotate(**fields).values(
+        "id",
+        "name",
+        "platform",
+        "currency_code",
+        "time_zone",
+        "is_active",
+        "needs_attention",
+        "last_synced_at",
+        "sync_interval_minutes",
+        *fields,
+    )
+    accounts = []
+    for row in rows.order_by("platform", "name", "id"):
+        row.setdefault("monthly_cap_micros", None)
+        row["latest_run_progress"] = row["latest_run_progress"] or ""
+        # account_today reads only time_zone; a throwaway instance avoids a second query.
+        row["today"] = account_today(AdAccount(time_zone=row["time_zone"]))
+        accounts.append(AccountRow(**row))
+    return accounts
+
+
+def metrics_by_account_and_day(
+    *, date_from: date, date_to: date, account_ids: list[int] | None
+) -> dict[tuple[int, date], tuple[int, Decimal, int]]:
+    """Query 2: (account, date) → (cost, conversions, conversion value), summed in SQL."""
+    metrics = DailyMetric.objects.filter(date__gte=date_from, date__lte=date_to)
+    if account_ids is not None:
+        metrics = metrics.filter(campaign__account_id__in=account_ids)
+    rows = (
+        metrics.values("date", account_id=F("campaign__account_id"))
+        .annotate(cost=Sum("cost_micros"), conversions=Sum("conversions"), value=Sum("conversion_value_micros"))
+        .order_by()
+    )
+    return {
+        (row["account_id"], row["date"]): (row["cost"] or 0, Decimal(row["conversions"] or 0), row["value"] or 0)
+        for row in rows
+    }
+
+
+def daily_budgets_by_account(*, account_ids: list[int] | None) -> dict[int, int]:
+    """Query 3: the sum of enabled campaigns' daily budgets per account.
+
+    A Google budget shared by several campaigns is one budget: campaigns on it are grouped by
+    the budget's id and counted once (Max), the others are summed.
+    """
+    campaigns = Campaign.objects.filter(status=CampaignStatus.ENABLED, daily_budget_micros__isnull=False)
+    if account_ids is not None:
+        campaigns = campaigns.filter(account_id__in=account_ids)
+    shared_key = Case(When(budget_is_shared=True, then=F("budget_external_id")), default=Value(""))
+    rows = (
+        campaigns.values("account_id", budget_key=Coalesce(shared_key, Value(""), output_field=CharField()))
+        .annotate(total=Sum("daily_budget_micros"), one=Max("daily_budget_micros"))
+        .order_by()
+    )
+    budgets: dict[int, int] = defaultdict(int)
+    for row in rows:
+        budgets[row["account_id"]] += row["one"] if row["budget_key"] else row["total"]
+    return dict(budgets)
+
+
+def _day_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
+    tz = timezone.get_current_timezone()
+    return (
+        datetime.combine(date_from, time.min, tzinfo=tz),
+        datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=tz),
+    )
+
+
+def conversion_outcomes_by_day(
+    *, date_from: date, date_to: date, account_id: int | None
+) -> dict[tuple[date, str], int]:
+    """Query 4: conversions that finished (uploaded, rejected, failed, expired) per day and outcome.
+
+    Dated by when they finished (updated_at), the same clock as ``upload_success_rate``.
+    """
+    start, end = _day_bounds(date_from, date_to)
+    finished = Conversion.objects.filter(status__in=FINAL_STATUSES, updated_at__gte=start, updated_at__lt=end)
+    if account_id is not None:
+        finished = finished.filter(account_id=account_id)
+    rows = finished.annotate(day=TruncDate("updated_at")).values("day", "status").annotate(n=Count("id")).order_by()
+    return {(row["day"], row["status"]): row["n"] for row in rows}
+
+
+def leads_by_day_and_priority(*, date_from: date, date_to: date, account_id: int | None) -> dict[tuple[date, str], int]:
+    """Query 5: real (not test) leads received per site day and priority."""
+    start, end = _day_bounds(date_from, date_to)
+    leads = Lead.objects.filter(is_test=False, received_at__gte=start, received_at__lt=end)
+    if account_id is not None:
+        leads = leads.filter(campaign__account_id=account_id)
+    rows = leads.annotate(day=TruncDate("received_at")).values("day", "priority").annotate(n=Count("id")).order_by()
+    return {(row["day"], row["priority"]): row["n"] for row in rows}
+
+
+def open_alerts_by_severity(*, account_id: int | None) -> dict[str, int] | None:
+    """Query 6: open alerts per severity; None when the optimization app has no alerts (yet)."""
+    alert_model = optional_model("optimization", "Alert")
+    if alert_model is None:
+        return None
+    alerts = alert_model.objects.filter(resolved_at__isnull=True)
+    if account_id is not None:
+        # Platform-wide alerts (no account) concern every account.
+        alerts = alerts.filter(Q(account_id=account_id) | Q(account__isnull=True))
+    rows = alerts.values("severity").annotate(n=Count("id")).order_by()
+    return {row["severity"]: row["n"] for row in rows}
+
+
+# --- Composition ----------------------------------------------------------------------------------
+
+
+def dashboard_data(*, filters: DashboardFilters, accounts: list[AccountRow] | None = None) -> Dashboard:
+    """Everything the dashboard shows, in six queries (five when ``accounts`` is passed in)."""
+    accounts = dashboard_accounts() if accounts is None else accounts
+    site_today = timezone.localdate()
+    scoped = [a for a in accounts if filters.account_id in (None, a.id)]
+    account_ids = None if filters.account_id is None else [a.id for a in scoped]
+    days = filters.days
+
+    # One metrics read covers the chosen range and every account's month to date.
+    account_todays = [a.today for a in scoped] or [site_today]
+    window_from = min(filters.date_from, min(today.replace(day=1) for today in account_todays))
+    window_to = max(filters.date_to, max(account_todays))
+    metrics = metrics_by_account_and_day(date_from=window_from, date_to=window_to, account_ids=account_ids)
+    budgets = daily_budgets_by_account(account_ids=account_ids)
+    outcomes = conversion_outcomes_by_day(
+        date_from=filters.date_from, date_to=filters.date_to, account_id=filters.account_id
+    )
+    lead_counts = leads_by_day_and_priority(
+        date_from=min(filters.date_from, site_today),
+        date_to=max(filters.date_to, site_today),
+        account_id=filters.account_id,
+    )
+    open_alerts = open_alerts_by_severity(account_id=filters.account_id)
+
+    zero = (0, Decimal(0), 0)
+    tiles: dict[str, dict[str, Any]] = {}
+    spend_by_series: dict[tuple[str, str], list[int]] = {}
+    budget_by_series: dict[tuple[str, str], int] = defaultdict(int)
+    pacing: list[PacingRow] = []
+    for account in scoped:
+        tile = tiles.setdefault(
+            account.currency_code,
+            {"today": 0, "month": 0, "range": 0, "conversions": Decimal(0), "value": 0},
+        )
+        month_start = account.today.replace(day=1)
+        month_spend = sum(
+            metrics.get((account.id, month_start + timedelta(days=n)), zero)[0]
+            for n in range((account.today - month_start).days + 1)
+        )
+        tile["today"] += metrics.get((account.id, account.today), zero)[0]
+        tile["month"] += month_spend
+        key = (account.platform, account.currency_code)
+        series = spend_by_series.setdefault(key, [0] * len(days))
+        for index, day in enumerate(days):
+            cost, conversions, value = metrics.get((account.id, day), zero)
+            series[index] += cost
+            tile["range"] += cost
+            tile["conversions"] += conversions
+            tile["value"] += value
+        daily_budget = budgets.get(account.id, 0)
+        budget_by_series[key] += daily_budget
+        pacing.append(_pacing_row(account, month_spend, daily_budget))
+
+    leads_today = {priority: lead_counts.get((site_today, priority), 0) for priority in Priority.values}
+    return Dashboard(
+        filters=filters,
+        today=site_today,
+        accounts=accounts,
+        scoped_accounts=scoped,
+        tiles=[
+            CurrencyTile(
+                currency_code=currency,
+                spend_today_micros=t["today"],
+                spend_month_micros=t["month"],
+                spend_range_micros=t["range"],
+                conversions=t["conversions"],
+                conversion_value_micros=t["value"],
+            )
+            for currency, t in sorted(tiles.items())
+        ],
+        leads_today=leads_today,
+        open_alerts=open_alerts,
+        spend=[
+            SpendSeries(platform, currency, spend, budget_by_series[(platform, currency)])
+            for (platform, currency), spend in sorted(spend_by_series.items())
+        ],
+        pacing=pacing,
+        conversion_outcomes={
+            status: [outcomes.get((day, status), 0) for day in days] for status in map(str, FINAL_STATUSES)
+        },
+        leads_by_priority={
+            priority: [lead_counts.get((day, priority), 0) for day in days] for priority in Priority.values
+        },
+        sync_lag=[SyncLagRow(account, _lag_minutes(account)) for account in scoped],
+        syncs_in_progress=sum(1 for a in scoped if a.sync_is_active),
+    )
+
+
+def _pacing_row(account: AccountRow, month_spend: int, daily_budget: int) -> PacingRow:
+    """Month-to-date spend against the monthly cap's share so far, else daily budgets × days elapsed."""
+    days_elapsed = account.today.day
+    if account.monthly_cap_micros:
+        days_in_month = calendar.monthrange(account.today.year, account.today.month)[1]
+        expected = account.monthly_cap_micros * days_elapsed // days_in_month
+        basis = f"monthly cap × {days_elapsed}/{days_in_month} days"
+        return PacingRow(account, month_spend, expected, account.monthly_cap_micros, basis)
+    if daily_budget:
+        return PacingRow(
+            account, month_spend, daily_budget * days_elapsed, None, f"daily budgets × {days_elapsed} days"
+        )
+    return PacingRow(account, month_spend, None, None, "no cap or daily budget")
+
+
+def _lag_minutes(account: AccountRow) -> float | None:
+    if account.last_synced_at is None:
+        return None
+    return max((timezone.now() - account.last_synced_at).total_seconds() / 60, 0.0)
+
+
+# --- Charts ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChartBlock:
+    """One chart with its heading, its SVG, and the same numbers as a table."""
+
+    chart_id: str
+    heading: str
+    svg: SafeString
+    table_headers: list[str]
+    table_rows: list[list[str]]
+    note: str = ""
+
+
+def _day_label(day: date) -> str:
+    return day.strftime("%b %d").replace(" 0", " ")
+
+
+def _short_money(currency: str):
+    def format_value(micros: float) -> str:
+        units = micros / MICROS
+        if abs(units) >= 10_000:
+            return f"{units / 1000:,.0f}k"
+        return f"{units:,.0f}"
+
+    return format_value
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
+
+
+def _lag_text(minutes: float) -> str:
+    if minutes < 90:
+        return f"{minutes:,.0f} min"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:,.1f} h"
+    return f"{minutes / 1440:,.1f} days"
+
+
+def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
+    """The five charts: spend vs budget (one per platform and currency), pacing, uploads, leads, sync lag."""
+    days = data.filters.days
+    labels = [_day_label(day) for day in days]
+    range_text = f"{days[0]:%Y-%m-%d} to {days[-1]:%Y-%m-%d}"
+    blocks: list[ChartBlock] = []
+
+    for series in data.spend:
+        platform = Platform(series.platform).label if series.platform in Platform.values else series.platform
+        chart_id = f"chart-spend-{series.platform}-{series.currency_code.lower()}"
+        total = sum(series.spend_micros)
+        blocks.append(
+            ChartBlock(
+                chart_id=chart_id,
+                heading=f"Daily spend vs daily budget — {platform}, {series.currency_code}",
+                svg=charts.line_chart(
+                    chart_id=chart_id,
+                    title=f"Daily spend against daily budget, {platform}, {series.currency_code}",
+                    desc=(
+                        f"{range_text}: spend {format_money(total, series.currency_code)} in total; "
+                        f"enabled daily budgets sum to {format_money(series.daily_budget_micros, series.currency_code)}."
+                    ),
+                    x_labels=labels,
+                    series=[
+                        charts.Series("Spend", series.spend_micros),
+                        charts.Series(
+                            "Daily budget (enabled now)", [series.daily_budget_micros] * len(days), reference=True
+                        ),
+                    ],
+                    y_label=series.currency_code,
+                    x_label="Day (account time zone)",
+                    value_format=_short_money(series.currency_code),
+                ),
+                table_headers=["Day", "Spend", "Daily budget"],
+                table_rows=[
+                    [
+                        f"{day:%Y-%m-%d}",
+                        format_money(spend, series.currency_code),
+                        format_money(series.daily_budget_micros, series.currency_code),
+                    ]
+                    for day, spend in zip(days, series.spend_micros, strict=True)
+                ],
+                note="Budgets are today's values; past changes are in Budget changes.",
+            )
+        )
+
+    pacing_rows = [row for row in data.pacing if row.percent is not None]
+    blocks.append(
+        ChartBlock(
+            chart_id="chart-pacing",
+            heading="Pacing: month-to-date spend per account",
+            svg=charts.hbar_chart(
+                chart_id="chart-pacing",
+                title="Pacing per account, month to date",
+                desc="Each bar is the month's spend as a percentage of what the monthly cap (or, without one, "
+                "the daily budgets) allows by today; the tick marks 100%.",
+                rows=[
+                    charts.HBar(
+                        label=row.account.name,
+                        value=row.percent or 0,
+                        value_label=f"{row.percent:,.0f}% · {format_money(row.spend_month_micros, row.account.currency_code)}",
+                        reference=100,
+                    )
+                    for row in pacing_rows
+                ],
+                x_label="% of the allowance to date",
+                value_format=lambda v: f"{v:,.0f}%",
+                reference_label="on pace (100%)",
+                x_max=charts._nice_ceiling(max([150.0] + [row.percent or 0 for row in pacing_rows])),
+            ),
+            table_headers=["Account", "Spend this month", "Allowed to date", "Monthly cap", "Pace", "Based on"],
+            table_rows=[
+                [
+                    row.account.name,
+                    format_money(row.spend_month_micros, row.account.currency_code),
+                    format_money(row.expected_to_date_micros, row.account.currency_code),
+                    format_money(row.cap_micros, row.account.currency_code),
+                    "—" if row.percent is None else f"{row.percent:,.1f}%",
+                    row.basis,
+                ]
+                for row in data.pacing
+            ],
+        )
+    )
+
+    status_labels = dict(Conversion.Status.choices)
+    outcome_series = [
+        charts.Series(status_labels[status], counts) for status, counts in data.conversion_outcomes.items()
+    ]
+    rate = data.upload_success_rate
+    blocks.append(
+        ChartBlock(
+            chart_id="chart-conversions",
+            heading="Conversion uploads per day, by outcome",
+            svg=charts.bar_chart(
+                chart_id="chart-conversions",
+                title="Conversion upload outcomes per day",
+                desc=f"{range_text}: success rate "
+                + ("n/a (nothing finished)" if rate is None else f"{rate}%")
+                + ". Stacked bars by outcome.",
+                x_labels=labels,
+                series=outcome_series,
+                y_label="Conversions",
+                x_label="Day finished (site time zone)",
+                value_format=_count,
+            ),
+            table_headers=["Day", *(s.label for s in outcome_series), "Success rate"],
+            table_rows=[
+                [
+                    f"{day:%Y-%m-%d}",
+                    *(str(s.values[i]) for s in outcome_series),
+                    _success_rate(data.conversion_outcomes, i),
+                ]
+                for i, day in enumerate(days)
+            ],
+        )
+    )
+
+    priority_labels = dict(Priority.choices)
+    lead_series = [charts.Series(priority_labels[p], counts) for p, counts in data.leads_by_priority.items()]
+    blocks.append(
+        ChartBlock(
+            chart_id="chart-leads",
+            heading="Leads per day, by priority",
+            svg=charts.bar_chart(
+                chart_id="chart-leads",
+                title="Leads per day by priority",
+                desc=f"{range_text}: {sum(sum(s.values) for s in lead_series)} leads, stacked by priority.",
+                x_labels=labels,
+                series=lead_series,
+                y_label="Leads",
+                x_label="Day received (site time zone)",
+                value_format=_count,
+            ),
+            table_headers=["Day", *(s.label for s in lead_series)],
+            table_rows=[[f"{day:%Y-%m-%d}", *(str(s.values[i]) for s in lead_series)] for i, day in enumerate(days)],
+        )
+    )
+
+    lag_rows = [row for row in data.sync_lag if row.lag_minutes is not None]
+    blocks.append(
+        ChartBlock(
+            chart_id="chart-sync-lag",
+            heading="Sync lag per account",
+            svg=charts.hbar_chart(
+                chart_id="chart-sync-lag",
+                title="Time since each account's last successful sync",
+                desc="Bars are minutes since the last sync; the tick marks the account's sync interval.",
+                rows=[
+                    charts.HBar(
+                        label=row.account.name,
+                        value=row.lag_minutes,
+                        value_label=_lag_text(row.lag_minutes)
+                        + (" · syncing now" if row.account.sync_is_active else ""),
+                        reference=row.account.sync_interval_minutes,
+                    )
+                    for row in lag_rows
+                ],
+                x_label="Minutes since the last sync",
+                value_format=lambda v: f"{v:,.0f}",
+                reference_label="sync interval",
+            ),
+            table_headers=["Account", "Last synced", "Lag", "Interval", "Latest run"],
+            table_rows=[
+                [
+                    row.account.name,
+                    row.account.last_synced_at.strftime("%Y-%m-%d %H:%M UTC")
+                    if row.account.last_synced_at
+                    else "never",
+                    "—" if row.lag_minutes is None else _lag_text(row.lag_minutes),
+                    f"{row.account.sync_interval_minutes} min",
+                    " · ".join(filter(None, [row.account.latest_run_status or "—", row.account.latest_run_progress])),
+                ]
+                for row in data.sync_lag
+            ],
+        )
+    )
+    return blocks
+
+
+def _success_rate(outcomes: dict[str, list[int]], index: int) -> str:
+    finished = sum(counts[index] for counts in outcomes.values())
+    if not finished:
+        return "—"
+    return f"{100 * outcomes.get(Conversion.Status.UPLOADED, [0] * (index + 1))[index] / finished:.0f}%"
+
+
+# --- The admin index's context ----------------------------------------------------------------------
+
+
+def dashboard_context(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What templates/admin/index.html shows: the filter form, tiles, charts; from the GET params."""
+    accounts = dashboard_accounts()
+    form = DashboardFilterForm(params, accounts=accounts, today=timezone.localdate())
+    data = dashboard_data(filters=form.filters(), accounts=accounts)
+    priority_labels = dict(Priority.choices)
+    alert_labels = {"critical": "Critical", "warning": "Warning"}
+    return {
+        "dashboard": data,
+        "dashboard_form": form,
+        "dashboard_charts": dashboard_charts(data),
+        "dashboard_leads_today": [(priority_labels[p], n) for p, n in data.leads_today.items()],
+        "dashboard_alerts": (
+            None
+            if data.open_alerts is None
+            else [(alert_labels.get(severity, severity.title()), n) for severity, n in sorted(data.open_alerts.items())]
+        ),
+    }

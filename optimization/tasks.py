@@ -1,0 +1,76 @@
+"""Thin Celery tasks: load by id, call one service, decide on a retry."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from celery import shared_task
+from django.conf import settings
+
+from campaigns.models import AdAccount
+from optimization import services
+from optimization.models import OptimizationRun
+from optimization.selectors import stale_pending_runs
+from platforms.base import RateLimitedError, TransientError
+
+logger = logging.getLogger(__name__)
+
+MAX_PUSH_RETRIES = 8
+
+
+def retry_delay(exc: TransientError, retries: int) -> float:
+    """Quota errors wait what the platform asked; others back off exponentially. Never above the cap."""
+    if isinstance(exc, RateLimitedError):
+        delay = exc.retry_after_seconds + random.uniform(0, 5)
+    else:
+        delay = min(2 ** (retries + 2), 600) * random.uniform(0.8, 1.2)
+    return min(delay, settings.TASK_MAX_RETRY_DELAY_SECONDS)
+
+
+@shared_task(bind=True, name="optimization.push_budget_change", acks_late=True, max_retries=MAX_PUSH_RETRIES)
+def push_budget_change(self, run_id: int) -> None:
+    run = OptimizationRun.objects.filter(pk=run_id).first()
+    if run is None or run.status != OptimizationRun.Status.PENDING:
+        return  # already decided: a redelivered message changes nothing
+    try:
+        services.budget_push(run=run)
+    except TransientError as exc:
+        if self.request.retries >= self.max_retries:
+            services.budget_push_give_up(run=run, error=exc)
+            return
+        delay = retry_delay(exc, self.request.retries)
+        services.budget_push_retry_at(run=run, delay_seconds=delay, error=exc)
+        raise self.retry(exc=exc, countdown=delay) from exc
+
+
+@shared_task(name="optimization.sweep_budget_pushes")
+def sweep_budget_pushes() -> int:
+    """Beat: re-send pending pushes whose message was lost (a broker outage) or whose retry is overdue."""
+    runs = stale_pending_runs()
+    for run in runs:
+        push_budget_change.delay(run.pk)
+    return len(runs)
+
+
+@shared_task(name="optimization.run_optimizer")
+def run_optimizer() -> int:
+    """Beat, daily: proposals for every account with the optimizer enabled."""
+    return services.optimizer_run_all()
+
+
+@shared_task(name="optimization.evaluate_alerts")
+def evaluate_alerts() -> int:
+    """Beat, every minute: open, refresh and resolve alerts; send owed notifications."""
+    changes = services.alerts_evaluate()
+    return len(changes.opened) + len(changes.resolved)
+
+
+@shared_task(name="optimization.evaluate_account_alerts")
+def evaluate_account_alerts(account_id: int) -> None:
+    """After a sync: the budget alerts of that account, on fresh numbers."""
+    account = AdAccount.objects.filter(pk=account_id).first()
+    if account is None:
+        return
+    services.budget_alerts_evaluate(accounts=[account])
+    services.alerts_notify_pending()
