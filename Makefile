@@ -20,6 +20,7 @@ run: $(VENV)/.installed
 	$(PY) scripts/run_platform.py
 
 test: $(VENV)/.installed-dev
+	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev

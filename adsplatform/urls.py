@@ -29,5 +29,9 @@ urlpatterns = [
     path("v1/conversions/google", GoogleConversionIngestAliasView.as_view(), name="conversions-google-alias"),
 ]
 
+admin.site.site_header = "IBVI Ads Platform"
+admin.site.site_title = "IBVI Ads Platform"
+admin.site.index_title = "Operator dashboard"
+
 handler404 = "adsplatform.errors.handler404"
 handler500 = "adsplatform.errors.handler500"

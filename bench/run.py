@@ -18,6 +18,7 @@ RESULTS = BENCH_DIR / "results"
 # (script, arguments): the sizes the issues name; each bounded in time.
 BENCHMARKS = [
     ("bench_campaign_api.py", []),
+    ("bench_dashboard.py", []),
     ("bench_sync.py", []),
     ("bench_google_stream.py", []),
     ("bench_meta_stream.py", []),

@@ -5,17 +5,26 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import BigIntegerField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
 from campaigns import services
 from campaigns.models import AdAccount, Campaign, DailyMetric, SyncRun
 from platforms.base import PlatformError
+
+SPARKLINE_DAYS = 30
+# The templates below render charts through the project's template tags (adsplatform), so this
+# app imports nothing from the floor above it.
+SPARKLINE_TEMPLATE = "admin/campaigns/campaign/spend_sparkline.html"
+PACING_TEMPLATE = "admin/campaigns/campaign/budget_pacing.html"
 
 
 def money(micros: int | None, currency: str = "") -> str:
@@ -118,6 +127,30 @@ def _spend_since(days: int):
     )
 
 
+def _attach_spend_series(campaigns: list[Campaign]) -> None:
+    """Give each campaign of a page its last 30 days of spend (its account's dates), in one query."""
+    if not campaigns:
+        return
+    todays = {c.account_id: services.account_today(c.account) for c in campaigns}
+    first_day = min(todays.values()) - timedelta(days=SPARKLINE_DAYS - 1)
+    rows = DailyMetric.objects.filter(
+        campaign_id__in=[c.pk for c in campaigns], date__gte=first_day, date__lte=max(todays.values())
+    ).values_list("campaign_id", "date", "cost_micros")
+    spend: dict[tuple, int] = {(campaign_id, day): cost for campaign_id, day, cost in rows}
+    for campaign in campaigns:
+        today = todays[campaign.account_id]
+        days = [today - timedelta(days=offset) for offset in range(SPARKLINE_DAYS - 1, -1, -1)]
+        campaign.spend_series = [spend.get((campaign.pk, day), 0) for day in days]
+
+
+class CampaignChangeList(ChangeList):
+    """The campaign list, plus one query for the page's spend sparklines (not one per row)."""
+
+    def get_results(self, request) -> None:
+        super().get_results(request)
+        _attach_spend_series(list(self.result_list))  # the page's queryset caches what it loaded
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     list_display = (
@@ -129,6 +162,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "budget_is_shared",
         "spend_7d",
         "spend_30d",
+        "spend_trend",
         "synced_at",
     )
     list_filter = ("platform", "status", "budget_is_shared", "account")
@@ -144,11 +178,69 @@ class CampaignAdmin(admin.ModelAdmin):
         "synced_at",
         "created_at",
         "updated_at",
+        "budget_pacing",
     )
     inlines = (DailyMetricInline,)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(spend_7=_spend_since(7), spend_30=_spend_since(30))
+
+    def get_changelist(self, request, **kwargs):
+        return CampaignChangeList
+
+    def get_fields(self, request, obj=None):
+        """The pacing context right after the daily budget (and a subclass's budget tools after it)."""
+        fields = [name for name in super().get_fields(request, obj) if name not in ("budget_pacing", "budget_tools")]
+        extras = [name for name in ("budget_pacing", "budget_tools") if name in self.get_readonly_fields(request, obj)]
+        if obj is None:
+            extras = [name for name in extras if name != "budget_pacing"]
+        anchor = fields.index("daily_budget_micros") + 1 if "daily_budget_micros" in fields else len(fields)
+        return [*fields[:anchor], *extras, *fields[anchor:]]
+
+    @admin.display(description="Spend, last 30 days")
+    def spend_trend(self, obj: Campaign) -> SafeString | str:
+        series = getattr(obj, "spend_series", None)
+        if series is None:
+            return "—"
+        currency = obj.account.currency_code
+        label = (
+            f"{obj.name}: spend per day over the last {SPARKLINE_DAYS} days, "
+            f"{money(sum(series), currency)} in total, {money(series[-1], currency)} today"
+        )
+        return render_to_string(SPARKLINE_TEMPLATE, {"values": series, "label": label, "chart_id": f"spark-{obj.pk}"})
+
+    @admin.display(description="Pacing")
+    def budget_pacing(self, obj: Campaign) -> SafeString | str:
+        """Today's and the month's spend beside the budget, read in one query, and the last changes."""
+        if obj.pk is None:
+            return "—"
+        today = services.account_today(obj.account)
+        month_start = today.replace(day=1)
+        first_day = min(month_start, today - timedelta(days=SPARKLINE_DAYS - 1))
+        spend = dict(
+            DailyMetric.objects.filter(campaign=obj, date__gte=first_day, date__lte=today).values_list(
+                "date", "cost_micros"
+            )
+        )
+        currency = obj.account.currency_code
+        month_spend = sum(cost for day, cost in spend.items() if day >= month_start)
+        series = [spend.get(today - timedelta(days=offset), 0) for offset in range(SPARKLINE_DAYS - 1, -1, -1)]
+        allowance = obj.daily_budget_micros * today.day if obj.daily_budget_micros else None
+        return render_to_string(
+            PACING_TEMPLATE,
+            {
+                "campaign": obj,
+                "today": today,
+                "daily_budget": money(obj.daily_budget_micros, currency),
+                "spend_today": money(spend.get(today, 0), currency),
+                "spend_today_share": _share(spend.get(today, 0), obj.daily_budget_micros),
+                "spend_month": money(month_spend, currency),
+                "allowance": money(allowance, currency),
+                "spend_month_share": _share(month_spend, allowance),
+                "series": series,
+                "series_label": f"Spend per day over the last {SPARKLINE_DAYS} days: {money(sum(series), currency)}",
+            },
+        )
 
     @admin.display(description="Daily budget", ordering="daily_budget_micros")
     def daily_budget(self, obj: Campaign) -> str:
@@ -182,8 +274,30 @@ class DailyMetricAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
 
+def _share(part: int, whole: int | None) -> str:
+    return f"{100 * part / whole:.0f}%" if whole else ""
+
+
+def _elapsed_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+ACTIVE_SYNC_STATUSES = (SyncRun.Status.QUEUED, SyncRun.Status.RUNNING)
+
+
 @admin.register(SyncRun)
 class SyncRunAdmin(admin.ModelAdmin):
+    """Sync runs; while one is queued or running its pages refresh themselves (see the templates)."""
+
     list_display = (
         "id",
         "account",
@@ -191,7 +305,7 @@ class SyncRunAdmin(admin.ModelAdmin):
         "status",
         "campaigns_synced",
         "metric_rows_synced",
-        "duration_seconds",
+        "elapsed",
         "progress",
         "error_class",
         "created_at",
@@ -207,3 +321,24 @@ class SyncRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Elapsed", ordering="started_at")
+    def elapsed(self, obj: SyncRun) -> str:
+        if obj.status == SyncRun.Status.QUEUED:
+            return f"waiting {_elapsed_text((timezone.now() - obj.created_at).total_seconds())}"
+        text = _elapsed_text(obj.duration_seconds)
+        return f"{text} so far" if obj.status == SyncRun.Status.RUNNING else text
+
+    def changelist_view(self, request, extra_context=None):
+        active = SyncRun.objects.filter(status__in=ACTIVE_SYNC_STATUSES).count()
+        return super().changelist_view(request, extra_context={**(extra_context or {}), "syncs_in_progress": active})
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = SyncRun.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        context = {**(extra_context or {})}
+        if run is not None:
+            context.update(
+                sync_is_active=run.status in ACTIVE_SYNC_STATUSES,
+                sync_elapsed=self.elapsed(run),
+            )
+        return super().change_view(request, object_id, form_url, extra_context=context)

@@ -8,6 +8,7 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -16,6 +17,7 @@ from django.utils import timezone
 from adsplatform import charts
 from adsplatform.dashboard import DashboardFilters, dashboard_charts, dashboard_context, dashboard_data
 from campaigns.models import Campaign, DailyMetric, SyncRun
+from campaigns.services import campaign_cache_invalidate
 from conversions.models import Conversion, ConversionAction
 from optimization.models import AccountBudgetSettings, Alert, OptimizationRun
 from tests.campaigns.factories import AdAccountFactory, CampaignFactory
@@ -134,7 +136,7 @@ def test_pacing_uses_the_monthly_cap_else_daily_budgets(fixed, today):
 
 def test_a_shared_budget_counts_once(today):
     account = AdAccountFactory(currency_code="USD", time_zone="UTC")
-    for n in range(3):
+    for _ in range(3):
         CampaignFactory(
             account=account, daily_budget_micros=50 * USD, budget_is_shared=True, budget_external_id="shared-1"
         )
@@ -220,18 +222,37 @@ def _grow(today: dt.date, accounts: int, campaigns_each: int) -> None:
             _conversion(account, action, "uploaded", now, c)
 
 
-def test_query_count_does_not_grow_with_data(fixed, today):
-    with CaptureQueriesContext(connection) as small:
+def _count_queries() -> tuple[int, int]:
+    """Queries of a render with an empty cache, then of one right after it (cache warm)."""
+    cache.clear()
+    with CaptureQueriesContext(connection) as cold:
         dashboard_context({})
+    with CaptureQueriesContext(connection) as warm:
+        dashboard_context({})
+    return len(cold), len(warm)
+
+
+def test_query_count_does_not_grow_with_data(fixed, today):
+    small = _count_queries()
     _grow(today, accounts=6, campaigns_each=5)
-    with CaptureQueriesContext(connection) as large:
-        context = dashboard_context({})
-    assert len(small) == len(large) == 6, [q["sql"][:80] for q in large.captured_queries]
-    assert {t.currency_code for t in context["dashboard"].tiles} == {"EUR", "JPY", "USD"}
+    assert _count_queries() == small == (6, 4)
+    assert {t.currency_code for t in dashboard_context({})["dashboard"].tiles} == {"EUR", "JPY", "USD"}
+
+
+def test_a_committed_sync_shows_its_metrics_at_once(fixed, today):
+    """Metrics are cached under the campaigns cache generation, which every committed sync bumps."""
+    usd = next(t for t in dashboard_data(filters=_default_filters(today)).tiles if t.currency_code == "USD")
+    DailyMetric.objects.filter(campaign=fixed["brand"], date=today).update(cost_micros=50 * USD)
+    cached = next(t for t in dashboard_data(filters=_default_filters(today)).tiles if t.currency_code == "USD")
+    assert cached.spend_today_micros == usd.spend_today_micros == 8 * USD
+    campaign_cache_invalidate()
+    fresh = next(t for t in dashboard_data(filters=_default_filters(today)).tiles if t.currency_code == "USD")
+    assert fresh.spend_today_micros == 53 * USD
 
 
 def test_admin_index_is_the_dashboard(client, staff_user, fixed, today):
     client.force_login(staff_user)
+    cache.clear()
     with CaptureQueriesContext(connection) as small:
         response = client.get(reverse("admin:index"))
     assert response.status_code == 200
@@ -244,6 +265,7 @@ def test_admin_index_is_the_dashboard(client, staff_user, fixed, today):
     assert "8.00 USD" in html and "7.00 EUR" in html
 
     _grow(today, accounts=4, campaigns_each=3)
+    cache.clear()
     with CaptureQueriesContext(connection) as large:
         assert client.get(reverse("admin:index")).status_code == 200
     assert len(large) == len(small)
@@ -318,7 +340,7 @@ def test_sync_pages_show_progress_and_refresh_while_running(client, staff_user, 
     assert "ads-auto-refresh" in client.get(listing).content.decode()
     html = client.get(reverse("admin:campaigns_syncrun_change", args=[running.pk])).content.decode()
     assert "ads-auto-refresh" in html
-    assert re.search(r'data-progress="rows">1234<', html)
+    assert re.search(r'data-progress="rows">1,234<', html)
     assert re.search(r'data-progress="elapsed">1m 1[5-9]s so far<', html)
 
 
