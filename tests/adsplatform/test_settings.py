@@ -30,8 +30,12 @@ print(json.dumps({
 """
 
 
+# Variables of the test process that a deployment would not have.
+_NOT_DEPLOYED = ("DATABASE_URL", "REDIS_URL", "DJANGO_ALLOW_ASYNC_UNSAFE")
+
+
 def _settings_with(env: dict[str, str], tmp_path: Path) -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    clean = {k: v for k, v in os.environ.items() if k not in _NOT_DEPLOYED}
     clean.update({"DJANGO_SETTINGS_MODULE": "adsplatform.settings", "VAR_DIR": str(tmp_path / "var"), **env})
     out = subprocess.run(
         [sys.executable, "-c", _PROBE], cwd=ROOT, env=clean, capture_output=True, text=True, check=True
@@ -69,7 +73,7 @@ def test_credentials_turn_the_sandbox_off_by_default(tmp_path):
 
 @pytest.mark.slow
 def test_production_settings_pass_the_deploy_check(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_DEPLOYED}
     env.update(
         {
             "VAR_DIR": str(tmp_path),
