@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint format bench reliability clean
+.PHONY: run test lint format bench reliability screenshots clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Browser tests, then refresh the screenshots the README shows.
+screenshots: $(VENV)/.installed-dev
+	bash scripts/ensure_chromium.sh
+	$(PY) -m pytest tests/e2e -q
+	mkdir -p docs/screenshots && cp var/screenshots/*.png docs/screenshots/
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

@@ -25,7 +25,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Every run writes here (not committed); `make screenshots` copies them to docs/screenshots/,
+# which the README shows.
+SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "var" / "screenshots")
 
 
 def browser_missing() -> str:
@@ -68,7 +70,7 @@ def page(browser, live_server) -> Iterator[object]:
 
 
 def screenshot(page, name: str) -> Path:
-    """Save the whole page as docs/screenshots/<name>.png (the README shows dashboard.png)."""
+    """Save the whole page as var/screenshots/<name>.png (see SCREENSHOTS)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)

@@ -1,6 +1,6 @@
 """The operator's back office in a real browser: log in, read the dashboard, change a budget,
 replay a webhook event, approve an optimizer proposal. Data comes from the sandbox through the
-real sync; screenshots of each page land in docs/screenshots/."""
+real sync; screenshots of each page land in var/screenshots/."""
 
 from __future__ import annotations
 
