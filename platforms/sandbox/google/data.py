@@ -114,7 +114,8 @@ def daily_metrics(campaign_id: int, day: date) -> DailyMetrics:
     weekday_factor = (10, 11, 11, 11, 10, 7, 6)[day.weekday()]
     impressions = (200 + h % 4_000) * size * weekday_factor // 10
     clicks = impressions * (5 + (h >> 16) % 60) // 1_000
-    cpc_cents = 20 + (h >> 24) % 180
+    # 5-44 cents a click: a demo campaign spends in the range of its daily budget.
+    cpc_cents = 5 + (h >> 24) % 40
     cost_micros = clicks * cpc_cents * 10_000
     conversions = round(clicks * ((h >> 32) % 12) / 100, 2)
     conversions_value = round(conversions * (15 + (h >> 40) % 85), 2)

@@ -153,8 +153,9 @@ def daily_insight(campaign: SandboxCampaign, currency: str, day: date) -> dict[s
         return None
     impressions = 500 + h[1] % 40_000
     clicks = impressions * (5 + h[2] % 35) // 1_000
-    # Cost per click in minor units: 0.20-1.50 EUR, or 20-150 JPY (same digits, offset 1).
-    spend_minor = clicks * (20 + h[3] % 131)
+    # Cost per click in minor units: 0.05-0.35 EUR, or 5-35 JPY (same digits, offset 1), so
+    # a demo campaign spends roughly its daily budget (pacing and alerts look like real ones).
+    spend_minor = clicks * (5 + h[3] % 31)
     purchases = clicks * (h[2] % 7) // 100
     leads = clicks * (h[1] % 5) // 100
     purchase_value_minor = purchases * (2_000 + h[3] % 8_000)
