@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, timedelta
+from functools import partial
 from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -23,8 +25,12 @@ logger = logging.getLogger(__name__)
 
 CAMPAIGN_CHUNK = 1_000
 METRIC_CHUNK = 5_000
-# A sync lease older than this belongs to a worker that died; the next run may take it.
-SYNC_LEASE_SECONDS = 60 * 60
+# A running sync renews its lease with every chunk it writes; a lease not renewed for this
+# long belongs to a worker that died, and the next run may take it.
+SYNC_LEASE_SECONDS = 10 * 60
+# How long bookkeeping after a database error keeps trying (a PostgreSQL restart or
+# failover takes seconds); past it, the stale-run sweep settles the run.
+DATABASE_RECOVERY_SECONDS = 30
 CACHE_GENERATION_KEY = "campaigns:generation"
 
 ProgressCallback = Callable[[SyncRun], None]
@@ -176,8 +182,29 @@ def _save_progress(run: SyncRun, text: str, progress: ProgressCallback | None) -
     SyncRun.objects.filter(pk=run.pk).update(
         progress=run.progress, campaigns_synced=run.campaigns_synced, metric_rows_synced=run.metric_rows_synced
     )
+    # The heartbeat: a lease that stops being renewed is free for the next run.
+    AdAccount.objects.filter(pk=run.account_id, sync_lease_run_id=run.pk).update(sync_lease_taken_at=timezone.now())
     if progress:
         progress(run)
+
+
+def _despite_database_errors(write: Callable[[], None]) -> bool:
+    """Run a bookkeeping write, reconnecting while the database comes back.
+
+    After PostgreSQL restarts, the connection Django holds is dead; closing it makes the
+    next query open a fresh one. Returns False when the database stayed away.
+    """
+    deadline = time.monotonic() + DATABASE_RECOVERY_SECONDS
+    while True:
+        try:
+            write()
+            return True
+        except (OperationalError, InterfaceError):
+            connection.close()
+            if time.monotonic() > deadline:
+                logger.error("database unavailable; the stale-run sweep will settle this run")
+                return False
+            time.sleep(1)
 
 
 def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> SyncRun:
@@ -223,15 +250,15 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
             on_chunk=on_chunk,
         )
     except PlatformError as exc:
-        _record_failure(run, exc)
+        _despite_database_errors(partial(_record_failure, run, exc))
         if isinstance(exc, AuthError):
             account_flag_attention(account=account, reason=f"{type(exc).__name__}: {exc}")
         raise
     except Exception as exc:
-        _record_failure(run, exc)
+        _despite_database_errors(partial(_record_failure, run, exc))
         raise
     finally:
-        _release_lease(run)
+        _despite_database_errors(partial(_release_lease, run))
 
     finished = timezone.now()
     run.status = SyncRun.Status.SUCCEEDED
@@ -255,15 +282,18 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
 
 
 def _record_failure(run: SyncRun, exc: Exception) -> None:
-    retryable = isinstance(exc, TransientError)
+    # A lost database connection is as passing as an unreachable platform.
+    retryable = isinstance(exc, TransientError | OperationalError | InterfaceError)
     run.status = SyncRun.Status.QUEUED if retryable else SyncRun.Status.FAILED
     run.finished_at = None if retryable else timezone.now()
     run.error_class = type(exc).__name__
     run.error_message = str(exc)[:4000]
     if isinstance(exc, RateLimitedError):
         run.progress = f"Rate limited; retrying in {exc.retry_after_seconds:.0f}s."
-    elif retryable:
+    elif isinstance(exc, TransientError):
         run.progress = "Platform unavailable; retrying with backoff."
+    elif retryable:
+        run.progress = "Database connection lost; retrying with backoff."
     else:
         run.progress = "Failed; the last good data is unchanged."
     run.save()
@@ -276,6 +306,27 @@ def _record_failure(run: SyncRun, exc: Exception) -> None:
             "retryable": retryable,
         },
     )
+
+
+def sync_runs_settle_abandoned() -> int:
+    """Runs still "running" whose worker died (its lease lapsed or was taken over) are
+    failed, and their leases freed, so no half-written run ever reads as current."""
+    stale = timezone.now() - timedelta(seconds=SYNC_LEASE_SECONDS)
+    settled = 0
+    for run in SyncRun.objects.filter(status=SyncRun.Status.RUNNING).select_related("account"):
+        account = run.account
+        lease_is_ours = account.sync_lease_run_id == run.pk
+        if lease_is_ours and account.sync_lease_taken_at and account.sync_lease_taken_at >= stale:
+            continue  # alive: it renewed its lease recently
+        settled += SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
+            status=SyncRun.Status.FAILED,
+            finished_at=timezone.now(),
+            error_class="WorkerLost",
+            error_message="The sync stopped without finishing (worker or database lost); the next run redoes it.",
+            progress="Abandoned; the last good data is unchanged.",
+        )
+        _release_lease(run)
+    return settled
 
 
 def sync_run_give_up(*, run: SyncRun) -> None:

@@ -7,6 +7,7 @@ import random
 
 from celery import shared_task
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from campaigns import services
 from campaigns.models import SyncRun
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 MAX_SYNC_RETRIES = 6
 
 
-def _retry_delay(exc: TransientError, retries: int) -> float:
+def _retry_delay(exc: Exception, retries: int) -> float:
     if isinstance(exc, RateLimitedError):
         # The platform said when; a little jitter so many accounts don't return at once.
         delay = exc.retry_after_seconds + random.uniform(0, 5)
@@ -35,7 +36,7 @@ def sync_account(self, sync_run_id: int) -> None:
         services.campaign_sync(run=run)
     except services.SyncAlreadyRunning:
         return
-    except TransientError as exc:
+    except (TransientError, OperationalError, InterfaceError) as exc:
         if self.request.retries >= self.max_retries:
             services.sync_run_give_up(run=run)
             return
@@ -49,7 +50,9 @@ def sync_account(self, sync_run_id: int) -> None:
 
 @shared_task(name="campaigns.sync_due_accounts")
 def sync_due_accounts() -> int:
-    """Beat, every minute: start the syncs that are due, and re-send ones whose message was lost."""
+    """Beat, every minute: settle abandoned runs, re-send queued ones whose message was lost,
+    and start the syncs that are due."""
+    services.sync_runs_settle_abandoned()
     for run in services.stale_queued_runs():
         sync_account.delay(run.pk)
     accounts = services.due_accounts()
