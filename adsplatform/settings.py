@@ -128,7 +128,8 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's RedisCache, failing soft during a Redis outage (adsplatform/cache.py).
+            "BACKEND": "adsplatform.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "ads",
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},

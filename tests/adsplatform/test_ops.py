@@ -25,7 +25,7 @@ def redis_down(settings):
     """Cache and broker both pointed at a Redis port where nothing listens."""
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "adsplatform.cache.ResilientRedisCache",
             "LOCATION": UNREACHABLE_REDIS,
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         }
