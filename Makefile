@@ -40,5 +40,9 @@ format: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) bench/run.py
 
+# Fault scenarios (Redis outage, worker SIGKILL, replays, upload timeouts, PostgreSQL restart).
+reliability: $(VENV)/.installed-dev
+	$(PY) bench/reliability.py $(RELIABILITY_ARGS)
+
 clean:
 	rm -rf var/cache var/broker var/static var/prometheus

@@ -21,7 +21,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,27 +30,15 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlparse
 
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import emit, ensure_database, free_port  # noqa: E402
+
 PATH = "/api/v1/webhooks/zapier"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def ensure_database(database_url: str) -> None:
-    parsed = urlparse(database_url)
-    name = parsed.path.lstrip("/")
-    admin_url = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def lead_body(run_id: str, index: int) -> bytes:
@@ -297,6 +284,33 @@ def main() -> int:
         "floor": floor,
     }
     print(json.dumps(result))
+    emit(
+        "webhooks",
+        [
+            {
+                "figure": f"webhooks accepted/s ({args.concurrency} clients)",
+                "value": http_result["accepted_per_s"],
+                "floor": floor["rows_per_s"],
+                "floor_name": "bare INSERT per transaction",
+                "target": "",
+            },
+            {
+                "figure": "webhook p50 (ms)",
+                "value": http_result["p50_ms"],
+                "floor": floor["p50_ms"],
+                "floor_name": "bare INSERT p50",
+                "target": "",
+            },
+            {
+                "figure": "webhook p99 (ms)",
+                "value": http_result["p99_ms"],
+                "floor": floor["p99_ms"],
+                "floor_name": "bare INSERT p99",
+                "target": "< 50",
+            },
+            {"figure": "webhooks stored", "value": stored, "target": f"= {args.requests}"},
+        ],
+    )
     return 0 if stored == args.requests and http_result["accepted"] == args.requests else 1
 
 

@@ -15,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -62,6 +63,8 @@ def gunicorn(env: dict[str, str], workers: int = 2):
     """Serve the platform on a loopback port for the duration of the block."""
     port = free_port()
     full_env = {**os.environ, **env, "WEB_CONCURRENCY": str(workers), "ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    # gunicorn's log goes to a file: an unread pipe would block it once the pipe is full.
+    log = tempfile.NamedTemporaryFile(prefix="bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
@@ -74,7 +77,7 @@ def gunicorn(env: dict[str, str], workers: int = 2):
         cwd=ROOT,
         env=full_env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         start_new_session=True,
     )
     try:
@@ -88,11 +91,13 @@ def gunicorn(env: dict[str, str], workers: int = 2):
             except OSError:
                 time.sleep(0.2)
         else:
-            raise RuntimeError("gunicorn did not start: " + process.stderr.read().decode()[-2000:])
+            raise RuntimeError("gunicorn did not start: " + Path(log.name).read_text()[-2000:])
         yield port
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
+        log.close()
+        os.unlink(log.name)
 
 
 @dataclass

@@ -15,14 +15,16 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
+from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from campaigns import selectors, services
 from campaigns.models import AdAccount, CampaignStatus, Platform, SyncRun
 
 MAX_RANGE_DAYS = 400
+# No ad platform reports earlier; it also keeps "date_to - 30 days" inside the calendar.
+EARLIEST_DATE = date(2000, 1, 1)
 DEFAULT_RANGE_DAYS = 30
 CACHE_SECONDS = 5 * 60
 
@@ -36,6 +38,9 @@ class DateRangeParams(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         today = timezone.localdate()
+        for name in ("date_from", "date_to"):
+            if attrs.get(name) and attrs[name] < EARLIEST_DATE:
+                raise serializers.ValidationError({name: [f"Must be on or after {EARLIEST_DATE.isoformat()}."]})
         date_to = attrs.get("date_to") or today
         date_from = attrs.get("date_from") or date_to - timedelta(days=DEFAULT_RANGE_DAYS - 1)
         if date_from > date_to:
@@ -66,6 +71,14 @@ class SummaryParams(DateRangeParams):
 
 
 def _parse(params_class, request) -> dict[str, Any]:
+    # "?status=" is a mistake, not "no filter": say so rather than quietly widen the answer.
+    empty = {
+        name: ["Must not be empty; leave the parameter out instead."]
+        for name, value in request.query_params.items()
+        if value == ""
+    }
+    if empty:
+        raise serializers.ValidationError(empty)
     params = params_class(data=request.query_params)
     params.is_valid(raise_exception=True)
     return params.validated_data
@@ -412,16 +425,18 @@ class SyncRunListParams(serializers.Serializer):
     status = serializers.ChoiceField(choices=SyncRun.Status.values, required=False)
 
 
-class SyncRunListView(APIView):
-    @extend_schema(
-        operation_id="sync_runs_list", parameters=[SyncRunListParams], responses=SyncRunSerializer(many=True)
-    )
-    def get(self, request):
-        params = _parse(SyncRunListParams, request)
-        runs = selectors.sync_run_list(account_id=params.get("account"), status=params.get("status"))
-        paginator = api_settings.DEFAULT_PAGINATION_CLASS()
-        page = paginator.paginate_queryset(runs, request, view=self)
-        return paginator.get_paginated_response(SyncRunSerializer(page, many=True).data)
+class SyncRunListView(ListAPIView):
+    """Sync history, newest first (paginated)."""
+
+    serializer_class = SyncRunSerializer
+
+    @extend_schema(operation_id="sync_runs_list", parameters=[SyncRunListParams])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        params = _parse(SyncRunListParams, self.request)
+        return selectors.sync_run_list(account_id=params.get("account"), status=params.get("status"))
 
 
 urlpatterns = [

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import django_filters
+from django import forms
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -379,11 +380,17 @@ class MetaConversionIngestView(_IngestView):
 # --- Ledger and actions -----------------------------------------------------------------------------------
 
 
+class IdFilter(django_filters.NumberFilter):
+    """A database id: a whole number (NumberFilter alone would take 0.5)."""
+
+    field_class = forms.IntegerField
+
+
 class ConversionFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Conversion.Status.choices)
     platform = django_filters.ChoiceFilter(choices=Platform.choices)
-    account = django_filters.NumberFilter(field_name="account_id")
-    conversion_action = django_filters.NumberFilter(field_name="action_id")
+    account = IdFilter(field_name="account_id")
+    conversion_action = IdFilter(field_name="action_id")
     order_id = django_filters.CharFilter()
     event_id = django_filters.CharFilter()
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
@@ -409,7 +416,7 @@ class ConversionListView(generics.ListAPIView):
 
 class ConversionActionFilter(django_filters.FilterSet):
     platform = django_filters.ChoiceFilter(field_name="account__platform", choices=Platform.choices)
-    account = django_filters.NumberFilter(field_name="account_id")
+    account = IdFilter(field_name="account_id")
     is_active = django_filters.BooleanFilter()
 
     class Meta:

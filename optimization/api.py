@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import BasePermission, IsAuthenticated
@@ -200,6 +200,27 @@ class CampaignBudgetView(APIView):
         return Response(OptimizationRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
+class RunListParams(serializers.Serializer):
+    campaign = serializers.UUIDField(required=False, help_text="Campaign id (UUID).")
+    account = serializers.IntegerField(required=False, min_value=1, help_text="Ad account id.")
+    status = serializers.ChoiceField(choices=OptimizationRun.Status.values, required=False)
+    source = serializers.ChoiceField(choices=OptimizationRun.Source.values, required=False)
+
+
+def _query(params_class, request) -> dict:
+    """Validated query parameters: an unknown status or an empty value is a 400, not "all"."""
+    empty = {
+        name: ["Must not be empty; leave the parameter out instead."]
+        for name, v in request.query_params.items()
+        if v == ""
+    }
+    if empty:
+        raise serializers.ValidationError(empty)
+    params = params_class(data=request.query_params)
+    params.is_valid(raise_exception=True)
+    return params.validated_data
+
+
 class OptimizationRunListView(generics.ListAPIView):
     serializer_class = OptimizationRunSerializer
     filter_backends = ()
@@ -210,23 +231,18 @@ class OptimizationRunListView(generics.ListAPIView):
         return [IsAuthenticated(), CanViewRuns()]
 
     def get_queryset(self):
-        params = self.request.query_params
+        params = _query(RunListParams, self.request)
         return selectors.run_list(
-            campaign_id=params.get("campaign") or None,
-            account_id=_int_or_none(params.get("account")),
-            status=params.get("status") or None,
-            source=params.get("source") or None,
+            campaign_id=params.get("campaign"),
+            account_id=params.get("account"),
+            status=params.get("status"),
+            source=params.get("source"),
         )
 
     @extend_schema(
         operation_id="optimization_run_list",
         summary="Budget changes and optimizer proposals, newest first",
-        parameters=[
-            OpenApiParameter("campaign", str, description="Campaign id (UUID)."),
-            OpenApiParameter("account", int, description="Ad account id."),
-            OpenApiParameter("status", str, enum=OptimizationRun.Status.values),
-            OpenApiParameter("source", str, enum=OptimizationRun.Source.values),
-        ],
+        parameters=[RunListParams],
         tags=["budgets"],
     )
     def get(self, request, *args, **kwargs):
@@ -280,32 +296,27 @@ class OptimizationRunApplyView(APIView):
         return Response(OptimizationRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
+class AlertListParams(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["open", "resolved"], required=False)
+    kind = serializers.ChoiceField(choices=Alert.Kind.values, required=False)
+
+
 class AlertListView(generics.ListAPIView):
     serializer_class = AlertSerializer
     filter_backends = ()
 
     def get_queryset(self):
-        params = self.request.query_params
-        return selectors.alert_list(state=params.get("state") or None, kind=params.get("kind") or None)
+        params = _query(AlertListParams, self.request)
+        return selectors.alert_list(state=params.get("state"), kind=params.get("kind"))
 
     @extend_schema(
         operation_id="alert_list",
         summary="Open alerts first, then those resolved in the last 7 days",
-        parameters=[
-            OpenApiParameter("state", str, enum=["open", "resolved"]),
-            OpenApiParameter("kind", str, enum=Alert.Kind.values),
-        ],
+        parameters=[AlertListParams],
         tags=["alerts"],
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
-
-
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
 
 
 urlpatterns = [

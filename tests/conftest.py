@@ -11,6 +11,9 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+# No secret, token or raw email may reach a log line anywhere in the test session.
+pytest_plugins = ["tests.log_guard"]
+
 PASSWORD = "correct-horse-battery-staple"
 
 

@@ -148,19 +148,30 @@ def webhook_sources_invalidate() -> None:
         _source_cache.by_kind = None
 
 
+def _shared_version(key: str) -> str | None:
+    """The change token kept in the shared cache, or None while the cache (Redis) is unreachable:
+    receipt and routing must keep working through a cache outage."""
+    try:
+        version = cache.get(key)
+        if version is None:
+            version = uuid.uuid4().hex
+            if not cache.add(key, version, timeout=None):
+                version = cache.get(key)
+        return version
+    except Exception:
+        return None
+
+
 def _active_sources(kind: str) -> list[WebhookSource]:
     """Active sources of a kind, from process memory: receipt costs no query for them."""
     now = time.monotonic()
     with _source_cache.lock:
         if _source_cache.by_kind is not None and now - _source_cache.checked_at < _SOURCES_RECHECK_SECONDS:
             return _source_cache.by_kind.get(kind, [])
-    version = cache.get(_SOURCES_VERSION_KEY)
-    if version is None:
-        version = uuid.uuid4().hex
-        if not cache.add(_SOURCES_VERSION_KEY, version, timeout=None):
-            version = cache.get(_SOURCES_VERSION_KEY)
+    version = _shared_version(_SOURCES_VERSION_KEY)
     with _source_cache.lock:
-        if _source_cache.by_kind is None or version != _source_cache.version:
+        # No version (the cache is unreachable): read the sources again, at most every few seconds.
+        if _source_cache.by_kind is None or version is None or version != _source_cache.version:
             by_kind: dict[str, list[WebhookSource]] = {}
             for source in WebhookSource.objects.filter(is_active=True).order_by("pk"):
                 by_kind.setdefault(source.kind, []).append(source)
@@ -772,14 +783,10 @@ def routing_rules_invalidate() -> None:
 
 def routing_rules_active() -> tuple[CompiledRule, ...]:
     """Active rules in order, held in process memory; one cache read per call, no query."""
-    version = cache.get(_ROUTING_VERSION_KEY)
-    if version is None:
-        version = uuid.uuid4().hex
-        if not cache.add(_ROUTING_VERSION_KEY, version, timeout=None):
-            version = cache.get(_ROUTING_VERSION_KEY)
+    version = _shared_version(_ROUTING_VERSION_KEY)
     with _routing_cache.lock:
         fresh = time.monotonic() - _routing_cache.loaded_at < _ROUTING_MAX_AGE_SECONDS
-        if version == _routing_cache.version and fresh:
+        if version is not None and version == _routing_cache.version and fresh:
             return _routing_cache.rules
         rules = RoutingRule.objects.filter(is_active=True).prefetch_related("destinations").order_by("position", "id")
         _routing_cache.rules = tuple(_compile_rule(rule) for rule in rules)
@@ -966,6 +973,18 @@ class SweepResult:
     deliveries: int
 
 
+def _broker_queue_length() -> int | None:
+    """Messages waiting in the default Celery queue, or None when the broker cannot say."""
+    from celery import current_app
+
+    try:
+        with current_app.connection_for_write() as conn:
+            declared = conn.default_channel.queue_declare(queue=current_app.conf.task_default_queue, passive=True)
+            return int(declared.message_count)
+    except Exception:
+        return None
+
+
 def webhook_backlog_sweep(*, older_than_seconds: float | None = None, limit: int = 1000) -> SweepResult:
     """Re-enqueue events and deliveries the broker may never have received.
 
@@ -974,6 +993,13 @@ def webhook_backlog_sweep(*, older_than_seconds: float | None = None, limit: int
     """
     if older_than_seconds is None:
         older_than_seconds = _setting("WEBHOOK_SWEEP_AFTER_SECONDS", 60)
+    waiting = _broker_queue_length()
+    if waiting is not None and waiting >= limit:
+        # The broker still holds a backlog: those rows are queued, not lost. Re-enqueueing them
+        # now would only add copies the workers must wade through (and grow the queue faster
+        # than they drain it); sweep once the queue is short again.
+        logger.info("webhook sweep skipped: broker backlog", extra={"queued_messages": waiting})
+        return SweepResult(events=0, deliveries=0)
     age = timedelta(seconds=older_than_seconds)
     now = timezone.now()
     cutoff = now - age
