@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import kombu.pools
 import pytest
 
 from adsplatform.celery import app as celery_app
@@ -26,8 +27,9 @@ def switch_broker(settings, url: str) -> None:
     """Point both the setting and the live Celery app at ``url`` (the app caches its pool)."""
     settings.CELERY_BROKER_URL = url
     celery_app.conf.broker_url = url
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
+    # Close and forget kombu's shared pools too: a closed pool left registered under the
+    # old URL would fail the next test that publishes to it ("Acquire on closed pool").
+    kombu.pools.reset()
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
     services.broker_circuit.reset()
