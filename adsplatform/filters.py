@@ -33,6 +33,8 @@ class StrictFilterBackend(DjangoFilterBackend):
         if filterset is None:
             return None
         errors = {}
+        if "" in request.query_params:
+            errors[""] = ["A query parameter has no name (a stray '=' in the query string)."]
         for name, field_filter in filterset.filters.items():
             for value in request.query_params.getlist(name):
                 if value == "":

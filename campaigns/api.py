@@ -77,6 +77,8 @@ def _parse(params_class, request) -> dict[str, Any]:
         for name, value in request.query_params.items()
         if value == ""
     }
+    if "" in request.query_params:
+        empty[""] = ["A query parameter has no name (a stray '=' in the query string)."]
     if empty:
         raise serializers.ValidationError(empty)
     params = params_class(data=request.query_params)

@@ -267,8 +267,13 @@ def _prepare_meta(
     if isinstance(found, str):
         errors.append(ItemError(index, "conversion_action", found))
     event_time: int = item["event_time"]
-    happened = datetime.fromtimestamp(event_time, tz=UTC)
-    if happened < now - META_MAX_EVENT_AGE + META_EXPIRY_MARGIN:
+    try:
+        happened = datetime.fromtimestamp(event_time, tz=UTC)
+    except (OverflowError, OSError, ValueError):  # far outside any calendar a platform uses
+        happened = None
+    if happened is None:
+        errors.append(ItemError(index, "event_time", "Not a usable unix time (seconds since 1970)."))
+    elif happened < now - META_MAX_EVENT_AGE + META_EXPIRY_MARGIN:
         errors.append(ItemError(index, "event_time", "Meta accepts events up to 7 days old; this one is older."))
     elif happened > now + FUTURE_TOLERANCE:
         errors.append(ItemError(index, "event_time", "The event cannot be in the future."))

@@ -214,6 +214,8 @@ def _query(params_class, request) -> dict:
         for name, v in request.query_params.items()
         if v == ""
     }
+    if "" in request.query_params:
+        empty[""] = ["A query parameter has no name (a stray '=' in the query string)."]
     if empty:
         raise serializers.ValidationError(empty)
     params = params_class(data=request.query_params)
