@@ -34,7 +34,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port  # noqa: E402
+from bench.common import emit, free_port  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -240,6 +240,29 @@ def main() -> None:
         google.stop()
         meta.stop()
     print(json.dumps(results))
+    emit(
+        "conversions",
+        [
+            {
+                "figure": "conversion ingest, single posts req/s (16 clients)",
+                "value": results["ingest_single"]["requests_per_s"],
+                "target": "",
+            },
+            {
+                "figure": "conversion ingest, batches: conversions/s",
+                "value": results["ingest_batch"]["conversions_per_s"],
+                "target": "",
+            },
+            {
+                "figure": "Google upload requests for 10,000 conversions",
+                "value": results["upload"]["sandbox_requests"],
+                "target": "5",
+            },
+            {"figure": "upload end to end (s)", "value": results["upload"]["seconds"], "target": ""},
+            {"figure": "upload worker peak RSS (MiB)", "value": results["upload"]["peak_worker_rss_mib"], "target": ""},
+            {"figure": "copies at the sandbox", "value": results["sandbox_copies"], "target": "= 10,000"},
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
 ACCOUNT_ID = "1234567890"
 ACCOUNT_TIME_ZONE = "America/New_York"
 
@@ -179,6 +180,21 @@ def run_parent(args: argparse.Namespace) -> None:
         ),
     }
     print(json.dumps(summary))
+    from bench.common import emit
+
+    emit(
+        "google_stream",
+        [
+            {
+                "figure": f"Google metrics stream rows/s ({args.campaigns:,} campaigns × {args.days} days, proto-plus off)",
+                "value": off["rows_per_second"],
+                "floor": on["rows_per_second"],
+                "floor_name": "proto-plus on",
+                "target": "",
+            },
+            {"figure": "Google stream peak RSS (MiB)", "value": off["peak_rss_mib"], "target": "flat"},
+        ],
+    )
 
 
 def main() -> None:

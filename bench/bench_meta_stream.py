@@ -92,6 +92,19 @@ def main() -> None:
     print(f"Meta insights: {args.campaigns} campaigns x {args.days} days -> {rows} rows in {elapsed:.2f} s")
     print(f"  {rows_per_second:,.0f} rows/s over ~{pages} pages of {args.page_size}")
     print(f"  client peak RSS {peak:.1f} MiB (before streaming {rss_before:.1f} MiB)")
+    from bench.common import emit
+
+    emit(
+        "meta_stream",
+        [
+            {
+                "figure": f"Meta insights rows/s ({args.campaigns:,} campaigns × {args.days} days)",
+                "value": rows_per_second,
+                "target": "",
+            },
+            {"figure": "Meta stream client peak RSS (MiB)", "value": peak, "target": "flat"},
+        ],
+    )
     print(
         json.dumps(
             {
