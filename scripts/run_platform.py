@@ -54,20 +54,22 @@ def main() -> int:
     children: list[tuple[str, subprocess.Popen]] = []
 
     def start(name: str, command: list[str]) -> subprocess.Popen:
-        process = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+        # Same process group as `make run`: a signal to the group (Ctrl-C, a supervisor's
+        # SIGTERM) reaches every process directly, even if this runner is gone first.
+        process = subprocess.Popen(command, cwd=ROOT)
         children.append((name, process))
         return process
 
     def stop_all(*_: object) -> None:
         for _name, process in children:
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                process.terminate()
         deadline = time.monotonic() + 15
         for _name, process in children:
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                process.kill()
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
