@@ -52,8 +52,29 @@ BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Low-priority leads reach email and Slack in one digest per destination, every
+    # LEAD_DIGEST_INTERVAL_SECONDS: the period is filled in by _schedule_from_settings below.
+    "webhooks-send-lead-digests": {
+        "task": "webhooks.tasks.send_lead_digests",
+    },
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
+
+
+@app.on_after_configure.connect
+def _schedule_from_settings(sender: Celery, source, **_: object) -> None:
+    """Periods that are Django settings, read once the app loads its configuration.
+
+    Importing this module must not load Django's settings (the environment may not be final
+    yet); the app loads its configuration, and with it Django's settings, on first use.
+    """
+    from django.conf import settings
+
+    interval = float(settings.LEAD_DIGEST_INTERVAL_SECONDS)
+    source.beat_schedule["webhooks-send-lead-digests"].update(
+        schedule=interval, options={"expires": max(1.0, interval * 0.9)}
+    )
+
 
 __all__ = ("BEAT_SCHEDULE", "MAX_RETRY_DELAY_SECONDS", "app", "crontab")
 

@@ -284,6 +284,8 @@ GOOGLE_LEAD_FORM_KEY = env.str("GOOGLE_LEAD_FORM_KEY", default="")
 # Unprocessed webhook events and unsent deliveries older than this are re-queued.
 WEBHOOK_SWEEP_AFTER_SECONDS = env.int("WEBHOOK_SWEEP_AFTER_SECONDS", default=60)
 LEAD_DELIVERY_TIMEOUT_SECONDS = env.int("LEAD_DELIVERY_TIMEOUT_SECONDS", default=10)
+# Low-priority leads reach email and Slack in one digest per destination this often.
+LEAD_DIGEST_INTERVAL_SECONDS = env.int("LEAD_DIGEST_INTERVAL_SECONDS", default=900)
 # The lead stage at which a lead with a gclid becomes a Google conversion.
 LEAD_CONVERSION_STAGE = env.str("LEAD_CONVERSION_STAGE", default="qualified")
 # Google conversion action (id or resource name) for those leads; unset: the active

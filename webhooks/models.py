@@ -195,11 +195,18 @@ class Lead(models.Model):
 
 
 class LeadDelivery(models.Model):
-    """One lead sent to one destination; the unique pair is what makes "once" hold."""
+    """One lead sent to one destination; the unique pair is what makes "once" hold.
+
+    A low-priority lead's email and Slack deliveries are not sent one by one: they wait
+    (``awaiting_digest``) for the periodic digest, which claims them (``digest_sending``)
+    and lists them all in one message per destination.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         SENDING = "sending", "Sending"
+        AWAITING_DIGEST = "awaiting_digest", "Awaiting digest"
+        DIGEST_SENDING = "digest_sending", "Sending in digest"
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed"
 

@@ -928,7 +928,13 @@ def webhook_event_process(*, event_id: int) -> Lead | None:
             lead.save()
             deliveries = LeadDelivery.objects.bulk_create(
                 [
-                    LeadDelivery(lead=lead, destination_id=destination_id)
+                    LeadDelivery(
+                        lead=lead,
+                        destination_id=destination_id,
+                        status=LeadDelivery.Status.AWAITING_DIGEST
+                        if lead_delivery_awaits_digest(priority=lead.priority, kind=kind)
+                        else LeadDelivery.Status.PENDING,
+                    )
                     for destination_id, kind in decision.destinations
                     # Google's "send test data" must never create work for the sales team's CRM.
                     if not (lead.is_test and kind == Destination.Kind.CRM)
@@ -943,9 +949,13 @@ def webhook_event_process(*, event_id: int) -> Lead | None:
         event.lead = lead
         event.last_error = ""
         event.save(update_fields=["status", "attempts", "processed_at", "lead", "last_error"])
-        delivery_ids = [d.pk for d in deliveries if d.pk is not None]
-        if not delivery_ids and deliveries:  # backends that do not return ids from bulk inserts
-            delivery_ids = list(LeadDelivery.objects.filter(lead=lead).values_list("pk", flat=True))
+        # Only what goes out at once is enqueued; the digest picks up the rest on its own.
+        sent_now = [d for d in deliveries if d.status == LeadDelivery.Status.PENDING]
+        delivery_ids = [d.pk for d in sent_now if d.pk is not None]
+        if not delivery_ids and sent_now:  # backends that do not return ids from bulk inserts
+            delivery_ids = list(
+                LeadDelivery.objects.filter(lead=lead, status=LeadDelivery.Status.PENDING).values_list("pk", flat=True)
+            )
         transaction.on_commit(lambda: [enqueue_delivery(delivery_id=pk) for pk in delivery_ids])
     WEBHOOK_EVENTS.labels(event.source.name, outcome).inc()
     logger.info(
@@ -1128,27 +1138,41 @@ def _lead_summary(lead: Lead) -> str:
     return "\n".join(lines)
 
 
-def _send_email(delivery: LeadDelivery, *, cap_seconds: float) -> int:
-    lead = delivery.lead
-    recipients = [r.strip() for r in re.split(r"[,\n;]", delivery.destination.recipients) if r.strip()]
+def _send_email_message(destination: Destination, subject: str, body: str, *, attempt: int, cap_seconds: float) -> int:
+    """One email to the destination's recipients (a single lead or a digest)."""
+    recipients = [r.strip() for r in re.split(r"[,\n;]", destination.recipients) if r.strip()]
     if not recipients:
         raise _DeliveryPermanentError("No recipients configured.")
-    subject = f"[{lead.get_priority_display()}] New lead #{lead.pk}" + (" (test)" if lead.is_test else "")
     try:
-        send_mail(subject, _lead_summary(lead), settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)
     except OSError as exc:  # smtplib errors are OSErrors: the mail server may be back later
         raise DeliveryTemporaryError(
             type(exc).__name__,
-            retry_in_seconds=retry_delay_seconds(attempt=delivery.attempts, cap_seconds=cap_seconds),
+            retry_in_seconds=retry_delay_seconds(attempt=attempt, cap_seconds=cap_seconds),
         ) from None
     return 250
+
+
+def _send_slack_text(destination: Destination, text: str, *, attempt: int, cap_seconds: float) -> int:
+    """One message to a Slack-compatible incoming webhook (a single lead or a digest)."""
+    body = json.dumps({"text": text}).encode()
+    return _post_json(destination.url, body, {}, attempt=attempt, cap_seconds=cap_seconds)
+
+
+def _send_email(delivery: LeadDelivery, *, cap_seconds: float) -> int:
+    lead = delivery.lead
+    subject = f"[{lead.get_priority_display()}] New lead #{lead.pk}" + (" (test)" if lead.is_test else "")
+    return _send_email_message(
+        delivery.destination, subject, _lead_summary(lead), attempt=delivery.attempts, cap_seconds=cap_seconds
+    )
 
 
 def _send_to_slack(delivery: LeadDelivery, *, cap_seconds: float) -> int:
     lead = delivery.lead
     text = f"*New {lead.get_priority_display().lower()} lead #{lead.pk}*" + (" (test)" if lead.is_test else "")
-    body = json.dumps({"text": f"{text}\n{_lead_summary(lead)}"}).encode()
-    return _post_json(delivery.destination.url, body, {}, attempt=delivery.attempts, cap_seconds=cap_seconds)
+    return _send_slack_text(
+        delivery.destination, f"{text}\n{_lead_summary(lead)}", attempt=delivery.attempts, cap_seconds=cap_seconds
+    )
 
 
 _SENDERS = {
@@ -1246,13 +1270,189 @@ def lead_delivery_give_up(*, delivery_id: int, reason: str) -> None:
 
 
 def lead_deliveries_retry(*, lead: Lead) -> int:
-    """Operator action: send failed deliveries of a lead again."""
-    ids = list(lead.deliveries.filter(status=LeadDelivery.Status.FAILED).values_list("pk", flat=True))
+    """Operator action: send failed deliveries of a lead again, by the route they first took:
+    a low lead's email and Slack deliveries go back into the next digest, the others out at once."""
+    now = timezone.now()
+    failed = list(
+        lead.deliveries.filter(status=LeadDelivery.Status.FAILED).values_list("pk", "destination__kind", named=True)
+    )
+    to_digest = [d.pk for d in failed if lead_delivery_awaits_digest(priority=lead.priority, kind=d.destination__kind)]
+    ids = [d.pk for d in failed if d.pk not in to_digest]
+    LeadDelivery.objects.filter(pk__in=to_digest).update(
+        status=LeadDelivery.Status.AWAITING_DIGEST, attempts=0, next_attempt_at=None, updated_at=now
+    )
     LeadDelivery.objects.filter(pk__in=ids).update(
-        status=LeadDelivery.Status.PENDING, attempts=0, next_attempt_at=None, updated_at=timezone.now()
+        status=LeadDelivery.Status.PENDING, attempts=0, next_attempt_at=None, updated_at=now
     )
     transaction.on_commit(lambda: [enqueue_delivery(delivery_id=pk) for pk in ids])
-    return len(ids)
+    return len(failed)
+
+
+# --- The low-priority digest ---------------------------------------------------------------------
+
+# "Urgent and high go out at once; low may be batched into a digest." Only the people-facing
+# destinations wait: the CRM is the system of record and gets every lead at once.
+DIGEST_KINDS = frozenset({Destination.Kind.EMAIL, Destination.Kind.SLACK})
+# Leads listed in one digest; the rest wait for the next one.
+LEAD_DIGEST_MAX_LEADS = 200
+# Slack cuts a message's text at 40,000 characters: leads that would not fit wait for the next digest.
+_DIGEST_TEXT_LIMITS = {Destination.Kind.SLACK: 38_000}
+# Far longer than one send (an HTTP call is bounded by the delivery timeout): only a worker that
+# died mid-send leaves a claim this old behind.
+_DIGEST_CLAIM_SECONDS = 10 * 60
+_DIGEST_OUTCOME_UNKNOWN = (
+    "Digest outcome unknown: the worker stopped while sending it. Check the channel, then retry if it is missing."
+)
+
+
+def lead_delivery_awaits_digest(*, priority: str, kind: str) -> bool:
+    """A low lead reaches people in the periodic digest, not in a message of its own."""
+    return priority == Priority.LOW and kind in DIGEST_KINDS
+
+
+@dataclass(frozen=True)
+class DigestResult:
+    destination_id: int
+    leads: int  # leads listed in the message sent, or that were waiting when it failed
+    sent: bool
+    error: str = ""
+
+
+def _digest_entry(lead: Lead, *, kind: str) -> str:
+    title = f"Lead #{lead.pk}" + (" (test)" if lead.is_test else "")
+    return f"{f'*{title}*' if kind == Destination.Kind.SLACK else title}\n{_lead_summary(lead)}"
+
+
+def _digest_compose(destination: Destination, rows: list[LeadDelivery]) -> tuple[list[LeadDelivery], str, str]:
+    """(the rows that fit, subject, text): leads oldest first, within the destination's size limit."""
+    limit = _DIGEST_TEXT_LIMITS.get(destination.kind)
+    included: list[LeadDelivery] = []
+    entries: list[str] = []
+    length = 0
+    for row in rows:
+        entry = _digest_entry(row.lead, kind=destination.kind)
+        if limit is not None and entries and length + len(entry) > limit:
+            break
+        included.append(row)
+        entries.append(entry)
+        length += len(entry) + 2
+    count = len(included)
+    heading = f"Lead digest: {count} new low-priority lead{'' if count == 1 else 's'}"
+    subject = f"[{Priority.LOW.label}] {heading}"
+    if destination.kind == Destination.Kind.SLACK:
+        return included, subject, f"*{heading}*\n\n" + "\n\n".join(entries)
+    return included, subject, "\n\n".join(entries)
+
+
+def _lead_digest_claims_settle(*, now: datetime) -> int:
+    """Fail the claims of digest workers that died mid-send, for an operator to look at.
+
+    Their message may or may not have gone out, and neither Slack nor email can drop a repeat,
+    so they are not put back into the next digest (see ``lead_digest_send``).
+    """
+    settled = LeadDelivery.objects.filter(status=LeadDelivery.Status.DIGEST_SENDING, lease_expires_at__lt=now).update(
+        status=LeadDelivery.Status.FAILED,
+        last_error=_DIGEST_OUTCOME_UNKNOWN[:255],
+        lease_expires_at=None,
+        updated_at=now,
+    )
+    if settled:
+        logger.warning("lead digest claims abandoned by a worker were failed", extra={"deliveries": settled})
+    return settled
+
+
+def lead_digest_send(*, destination_id: int, limit: int = LEAD_DIGEST_MAX_LEADS) -> DigestResult:
+    """Send one destination ONE message listing up to ``limit`` waiting leads, then mark them delivered.
+
+    The rows are claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` and moved to ``digest_sending``
+    in a transaction committed before the send: a second worker running at the same time skips
+    them (and takes only leads nobody holds), and no lock is held during the HTTP or SMTP call.
+
+    The crash window (sent, not yet marked) is closed at-most-once: a claim whose worker died
+    is failed by the next run with an "outcome unknown" error, never put back into a digest on
+    its own. A repeated digest would list up to ``limit`` leads to people a second time, and
+    neither Slack nor email can drop a repeat (the CRM can, by webhook-id, so its single sends
+    are at-least-once); a lost digest loses no lead, which already sits in the CRM and the admin,
+    and the failed rows tell an operator which leads to check (the admin's retry puts them back
+    into the next digest). A send that fails (timeout, 5xx, 4xx, no recipients) releases its
+    rows to wait for the next digest with ``last_error`` recorded: the next interval is the
+    retry, and once a broken destination is fixed the waiting leads go out with no one's help.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        destination = Destination.objects.filter(pk=destination_id).first()
+        rows = list(
+            LeadDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("lead__source", "lead__campaign")
+            .filter(destination_id=destination_id, status=LeadDelivery.Status.AWAITING_DIGEST)
+            .order_by("created_at", "pk")[:limit]
+        )
+        if destination is None or not rows:
+            return DigestResult(destination_id=destination_id, leads=0, sent=False)
+        if not destination.is_active or destination.kind not in DIGEST_KINDS:
+            # As for a single send: a destination switched off takes nothing, now or later.
+            error = "Destination is inactive." if not destination.is_active else "Destination takes no digest."
+            LeadDelivery.objects.filter(pk__in=[row.pk for row in rows]).update(
+                status=LeadDelivery.Status.FAILED, last_error=error, updated_at=now
+            )
+            logger.warning(
+                "lead digest refused", extra={"destination": destination.name, "deliveries": len(rows), "error": error}
+            )
+            return DigestResult(destination_id=destination_id, leads=len(rows), sent=False, error=error)
+        rows, subject, text = _digest_compose(destination, rows)
+        ids = [row.pk for row in rows]
+        LeadDelivery.objects.filter(pk__in=ids).update(
+            status=LeadDelivery.Status.DIGEST_SENDING,
+            attempts=F("attempts") + 1,
+            lease_expires_at=now + timedelta(seconds=_DIGEST_CLAIM_SECONDS),
+            updated_at=now,
+        )
+    log_context = {"destination": destination.name, "leads": len(ids), "first_delivery_id": ids[0]}
+    # The retry delay these helpers compute is not used: the next digest is the retry.
+    cap_seconds = float(_setting("LEAD_DIGEST_INTERVAL_SECONDS", 900))
+    attempt = max(row.attempts for row in rows) + 1
+    try:
+        if destination.kind == Destination.Kind.EMAIL:
+            code = _send_email_message(destination, subject, text, attempt=attempt, cap_seconds=cap_seconds)
+        else:
+            code = _send_slack_text(destination, text, attempt=attempt, cap_seconds=cap_seconds)
+    except (DeliveryTemporaryError, _DeliveryPermanentError) as exc:
+        error = str(exc)[:255]
+        LeadDelivery.objects.filter(pk__in=ids, status=LeadDelivery.Status.DIGEST_SENDING).update(
+            status=LeadDelivery.Status.AWAITING_DIGEST,
+            response_code=exc.response_code,
+            last_error=error,
+            lease_expires_at=None,
+            updated_at=timezone.now(),
+        )
+        logger.warning("lead digest failed; its leads wait for the next one", extra={**log_context, "error": error})
+        return DigestResult(destination_id=destination_id, leads=len(ids), sent=False, error=error)
+    sent_at = timezone.now()
+    LeadDelivery.objects.filter(pk__in=ids, status=LeadDelivery.Status.DIGEST_SENDING).update(
+        status=LeadDelivery.Status.DELIVERED,
+        response_code=code,
+        last_error="",
+        lease_expires_at=None,
+        next_attempt_at=None,
+        delivered_at=sent_at,
+        updated_at=sent_at,
+    )
+    logger.info("lead digest sent", extra=log_context)
+    return DigestResult(destination_id=destination_id, leads=len(ids), sent=True)
+
+
+def lead_digests_send(*, limit: int = LEAD_DIGEST_MAX_LEADS) -> list[DigestResult]:
+    """The periodic job: settle abandoned claims, then one digest per destination with leads waiting."""
+    _lead_digest_claims_settle(now=timezone.now())
+    destination_ids = sorted(
+        set(
+            LeadDelivery.objects.filter(status=LeadDelivery.Status.AWAITING_DIGEST)
+            .order_by()
+            .values_list("destination_id", flat=True)
+            .distinct()
+        )
+    )
+    return [lead_digest_send(destination_id=pk, limit=limit) for pk in destination_ids]
 
 
 # --- Stage and closing the loop ----------------------------------------------------------------

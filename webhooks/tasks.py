@@ -37,3 +37,9 @@ def deliver_lead(self, delivery_id: int) -> None:
 @shared_task
 def sweep_webhook_backlog() -> None:
     services.webhook_backlog_sweep()
+
+
+@shared_task
+def send_lead_digests() -> None:
+    # No retry: a digest that fails leaves its leads waiting, and the next beat run is the retry.
+    services.lead_digests_send()

@@ -131,7 +131,7 @@ class CrmReceiver:
 
 @pytest.fixture
 def crm_receiver() -> Iterator[CrmReceiver]:
-    """Answers the codes in ``script`` in turn, then 200; records every request it got."""
+    """Answers the codes in ``script`` in turn, then 200; records every request it got (path, headers, body)."""
     receiver = CrmReceiver()
     lock = threading.Lock()
 
@@ -140,7 +140,7 @@ def crm_receiver() -> Iterator[CrmReceiver]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             with lock:
-                receiver.requests.append({"headers": dict(self.headers.items()), "body": body})
+                receiver.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
                 code = receiver.script.pop(0) if receiver.script else 200
             if receiver.delay_seconds:
                 time.sleep(receiver.delay_seconds)
