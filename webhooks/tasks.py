@@ -13,6 +13,15 @@ from webhooks import services
 _DELIVERY_TASK_MAX_RETRIES = 20
 
 
+@shared_task(bind=True, max_retries=8)
+def process_webhook_events(self, event_ids: list[int]) -> None:
+    retry_ids = services.webhook_events_process(event_ids=event_ids)
+    if retry_ids and self.request.retries < self.max_retries:
+        # Only the events the database refused go round again; past the last retry the sweeper has them.
+        countdown = min(5 * 2**self.request.retries, settings.TASK_MAX_RETRY_DELAY_SECONDS)
+        raise self.retry(args=[retry_ids], countdown=countdown)
+
+
 @shared_task(
     autoretry_for=(DatabaseError,),
     retry_backoff=5,
@@ -20,6 +29,7 @@ _DELIVERY_TASK_MAX_RETRIES = 20
     max_retries=8,
 )
 def process_webhook_event(event_id: int) -> None:
+    # Kept for messages an earlier release queued (one event per message); new ones use the batch task.
     services.webhook_event_process(event_id=event_id)
 
 

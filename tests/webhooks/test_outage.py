@@ -40,8 +40,8 @@ def test_broker_down_during_receipt_then_processed_after_it_returns(
     WebhookEvent.objects.filter(pk=event.pk).update(swept_at=None)
     assert services.enqueue_event_processing(event_id=event.pk) is True
     assert services.webhook_backlog_sweep(older_than_seconds=0).events == 1
-    tasks.process_webhook_event(event.pk)  # what the worker runs for the re-enqueued message
-    tasks.process_webhook_event(event.pk)  # and again, as a redelivered duplicate: a no-op
+    tasks.process_webhook_events([event.pk])  # what the worker runs for the re-enqueued message
+    tasks.process_webhook_events([event.pk])  # and again, as a redelivered duplicate: a no-op
     event.refresh_from_db()
     assert event.status == WebhookEvent.Status.PROCESSED
     assert event.lead is not None
