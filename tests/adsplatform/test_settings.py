@@ -60,7 +60,7 @@ def test_database_and_redis_urls_switch_backends(tmp_path):
         {"DATABASE_URL": "postgres://u:p@db.internal:5432/ads", "REDIS_URL": "redis://cache.internal:6379/1"},
         tmp_path,
     )
-    assert seen["engine"] == "django.db.backends.postgresql"
+    assert seen["engine"] == "adsplatform.db.postgresql"  # Django's, with a cheaper health check
     assert seen["db_name"] == "ads"
     assert seen["cache"] == "adsplatform.cache.ResilientRedisCache"  # Django's RedisCache, failing soft
     assert seen["broker"] == "redis://cache.internal:6379/1"
