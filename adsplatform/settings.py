@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "adsplatform.middleware.BodySizeLimitMiddleware",
+    "adsplatform.middleware.MachineReceiverMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -233,6 +234,8 @@ SPECTACULAR_SETTINGS = {
 # Requests that carry data are refused above this size (413), before any parsing.
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# Receivers that machines post to: they skip the browser-facing middleware (MachineReceiverMiddleware).
+MACHINE_RECEIVER_URL_NAMES = ["webhook-zapier", "webhook-google-lead-form"]
 
 # --- I18N, static -----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
