@@ -433,13 +433,13 @@ class _BackgroundPublisher:
 
         while True:
             batch = [self._queue.get()]
-            deadline = time.monotonic() + PUBLISH_LINGER_SECONDS
+            if self._queue.qsize() < EVENTS_PER_MESSAGE - 1:
+                # Sleep rather than wait on the queue: a wait would wake this thread (and take the
+                # GIL from a request) once for every id that joins.
+                time.sleep(PUBLISH_LINGER_SECONDS)
             while len(batch) < EVENTS_PER_MESSAGE:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
                 try:
-                    batch.append(self._queue.get(timeout=remaining))
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             try:
