@@ -9,6 +9,12 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Threads overlap database and cache waits; Django is thread-safe and keeps a connection per thread.
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# A keep-alive connection stays with the worker that accepted it, and the least busy worker
+# accepts first, so a few long-lived clients (the proxy's connection pool, a load test) can
+# pile up on one worker while another idles: a slow tail for no lack of CPU. A cap per worker
+# spreads them. It must stay above what the proxy opens per machine divided by the workers
+# (fly.toml: hard_limit 32 over WEB_CONCURRENCY 2, capped at 20), or connections would wait.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
@@ -38,3 +44,13 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    import gc
+
+    # Everything loaded so far (Django, the apps, the SDKs) lives as long as the worker: move it
+    # out of the collector's reach, so a full collection scans only what requests allocate.
+    # Without this a full collection walks the whole import graph: tens of milliseconds that land
+    # on whichever request triggered it (webhook p99).
+    gc.freeze()

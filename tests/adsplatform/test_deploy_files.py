@@ -23,6 +23,14 @@ def test_fly_toml_names_web_worker_and_beat_and_checks_healthz():
     assert service["checks"][0]["path"] == "/healthz"
 
 
+def test_gunicorn_workers_accept_every_connection_the_fly_proxy_may_open():
+    config = tomllib.loads((ROOT / "fly.toml").read_text())
+    workers = int(config["env"]["WEB_CONCURRENCY"])
+    per_worker = int(config["env"]["GUNICORN_WORKER_CONNECTIONS"])
+    # Otherwise connections the proxy opened would wait in the backlog for a worker's slot.
+    assert workers * per_worker > config["http_service"]["concurrency"]["hard_limit"]
+
+
 def test_gunicorn_config_imports_and_sets_the_multiprocess_metrics_folder(monkeypatch):
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "gunicorn.conf.py")
@@ -31,6 +39,7 @@ def test_gunicorn_config_imports_and_sets_the_multiprocess_metrics_folder(monkey
     assert module.workers >= 1
     assert module.bind.endswith(":8000") or module.bind.split(":")[-1].isdigit()
     assert callable(module.child_exit) and callable(module.on_starting)
+    assert callable(module.post_worker_init)  # freezes the imported objects out of the collector's way
 
 
 def test_dockerfile_runs_what_the_readme_and_fly_toml_document():
