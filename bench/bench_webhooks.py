@@ -36,7 +36,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import emit, ensure_database, free_port  # noqa: E402
+from bench.common import emit, ensure_database, free_port, http_load  # noqa: E402
 
 PATH = "/api/v1/webhooks/zapier"
 
@@ -64,58 +64,23 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 def run_http(port: int, secret: str, run_id: str, total: int, concurrency: int) -> dict:
-    """Each client thread keeps one HTTP/1.1 connection and posts its share of the leads."""
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    lock = threading.Lock()
-    next_index = iter(range(total))
-    index_lock = threading.Lock()
-
-    def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        local_latencies, local_statuses = [], {}
-        while True:
-            with index_lock:
-                index = next(next_index, None)
-            if index is None:
-                break
-            body = lead_body(run_id, index)
-            headers = {"Content-Type": "application/json", "X-Webhook-Secret": secret}
-            started = time.perf_counter()
-            try:
-                conn.request("POST", PATH, body=body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                code = response.status
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                code = 0
-            local_latencies.append(time.perf_counter() - started)
-            local_statuses[code] = local_statuses.get(code, 0) + 1
-        conn.close()
-        with lock:
-            latencies.extend(local_latencies)
-            for code, count in local_statuses.items():
-                statuses[code] = statuses.get(code, 0) + count
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        for future in [pool.submit(client) for _ in range(concurrency)]:
-            future.result()
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    accepted = statuses.get(202, 0)
+    """``total`` distinct leads from ``concurrency`` keep-alive clients (bench.common.http_load)."""
+    headers = {"Content-Type": "application/json", "X-Webhook-Secret": secret}
+    load = http_load(
+        port, lambda index: ("POST", PATH, lead_body(run_id, index), headers), total=total, concurrency=concurrency
+    )
+    latencies = sorted(load.latencies_ms)
+    accepted = load.statuses.get(202, 0)
     return {
         "requests": total,
         "accepted": accepted,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "seconds": round(elapsed, 3),
-        "accepted_per_s": round(accepted / elapsed, 1),
-        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
-        "max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
-        "mean_ms": round(statistics.fmean(latencies) * 1000, 2) if latencies else None,
+        "statuses": {str(k): v for k, v in sorted(load.statuses.items())},
+        "seconds": round(load.seconds, 3),
+        "accepted_per_s": round(accepted / load.seconds, 1),
+        "p50_ms": round(percentile(latencies, 0.50), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "max_ms": round(latencies[-1], 2) if latencies else None,
+        "mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
     }
 
 
@@ -185,11 +150,19 @@ def main() -> int:
     parser.add_argument("--redis-url", default="", help="Redis for cache and broker (default: embedded file broker)")
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=(os.cpu_count() or 2) * 2)
+    # Production's gunicorn.conf.py with its defaults: one worker per core, 4 threads each.
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--threads", type=int, default=4, help="gthread threads per gunicorn worker")
+    parser.add_argument(
+        "--worker-connections",
+        type=int,
+        default=0,
+        help="keep-alive connections per worker (default: the clients spread evenly, plus one; fly.toml's rule)",
+    )
     parser.add_argument("--warmup", type=int, default=300)
     args = parser.parse_args()
 
+    worker_connections = args.worker_connections or -(-args.concurrency // args.workers) + 1
     if not args.database_url.startswith("postgres"):
         raise SystemExit("The bench needs PostgreSQL (--database-url postgres://...).")
     ensure_database(args.database_url)
@@ -223,17 +196,17 @@ def main() -> int:
             python,
             "-m",
             "gunicorn",
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
             "adsplatform.wsgi:application",
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
             str(args.workers),
-            "--worker-class",
-            "gthread",
+            "--worker-connections",
+            str(worker_connections),
             "--threads",
             str(args.threads),
-            "--keep-alive",
-            "30",
             "--log-level",
             "warning",
         ],
@@ -264,7 +237,8 @@ def main() -> int:
         redis.Redis.from_url(args.redis_url).delete("celery")  # the messages no worker consumed
 
     print(
-        f"\n{args.requests} posts to {PATH}, {args.concurrency} clients, gunicorn {args.workers}x{args.threads} gthread"
+        f"\n{args.requests} posts to {PATH}, {args.concurrency} clients, gunicorn {args.workers} workers"
+        f" x {args.threads} threads, {worker_connections} connections each"
     )
     print(f"{'':24}{'per second':>12}{'p50 ms':>10}{'p99 ms':>10}")
     print(
@@ -276,7 +250,7 @@ def main() -> int:
         "bench": "webhooks_receipt",
         "requests": args.requests,
         "concurrency": args.concurrency,
-        "gunicorn": {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"},
+        "gunicorn": {"workers": args.workers, "threads": args.threads, "worker_connections": worker_connections},
         "broker": "redis" if args.redis_url else "filesystem",
         "cpus": os.cpu_count(),
         "http": http_result,
