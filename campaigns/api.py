@@ -214,7 +214,7 @@ class CampaignListView(APIView):
         count = selectors.campaign_queryset(filters).count()
         if page > 1 and (page - 1) * size >= count:
             raise NotFound(f"Page {page} is past the last page ({max(1, -(-count // size))}).")
-        rows = selectors.campaign_list(filters=filters)[(page - 1) * size : page * size]
+        rows = selectors.campaign_page(filters=filters, offset=(page - 1) * size, limit=size)
 
         def page_url(number: int) -> str:
             query = request.GET.copy()

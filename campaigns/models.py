@@ -81,7 +81,11 @@ class Campaign(models.Model):
         constraints = [
             models.UniqueConstraint(fields=("platform", "external_id"), name="uniq_campaign_platform_external_id"),
         ]
-        indexes = [models.Index(fields=("account", "status"))]
+        indexes = [
+            models.Index(fields=("account", "status")),
+            # The API's default order: a page is an index range, not a sort of every campaign.
+            models.Index(fields=("name", "id"), name="campaign_name_id_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from campaigns import services
+from campaigns import selectors, services
 from tests.campaigns.factories import AdAccountFactory, CampaignFactory, add_metrics
 
 pytestmark = pytest.mark.django_db
@@ -153,6 +153,20 @@ def test_query_count_is_fixed_as_pages_grow(auth_client, two_platforms, django_a
         add_metrics(CampaignFactory(account=account), days=5, end=TODAY)
     large = queries_for(30)
     assert small == large == 2  # one for the page, one for the count
+
+
+def test_name_order_page_reads_its_totals_in_one_query_and_agrees_with_the_metric_path(two_platforms):
+    CampaignFactory(account=two_platforms["meta"], name="Zeta, no metrics yet")
+    for descending in (False, True):
+        filters = selectors.CampaignFilters(
+            date_from=TODAY - dt.timedelta(days=29), date_to=TODAY, ordering="-name" if descending else "name"
+        )
+        with CaptureQueriesContext(connection) as ctx:
+            page = selectors.campaign_page(filters=filters, offset=1, limit=3)
+        assert len(ctx.captured_queries) == 2  # the page, then its window totals
+        # Same rows, values and order as the correlated-subquery path that metric orderings use.
+        assert page == list(selectors.campaign_list(filters=filters)[1:4])
+    assert [row["name"] for row in page] == ["Shopping", "Retargeting", "Generic"]
 
 
 def test_cached_until_a_sync_commits(auth_client, two_platforms, django_capture_on_commit_callbacks):
