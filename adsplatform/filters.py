@@ -13,6 +13,8 @@ from django.utils.dateparse import parse_datetime
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework.exceptions import ValidationError
 
+from adsplatform.query_params import blank_parameter_errors
+
 _BOOLEAN_VALUES = {"true", "false", "True", "False", "1", "0"}
 # Real UTC offsets lie within ±14:00; PostgreSQL refuses anything much beyond.
 _MAX_UTC_OFFSET = timedelta(hours=14)
@@ -32,14 +34,12 @@ class StrictFilterBackend(DjangoFilterBackend):
         filterset = super().get_filterset(request, queryset, view)
         if filterset is None:
             return None
-        errors = {}
-        if "" in request.query_params:
-            errors[""] = ["A query parameter has no name (a stray '=' in the query string)."]
+        errors = blank_parameter_errors(request.query_params, names=filterset.filters)
         for name, field_filter in filterset.filters.items():
             for value in request.query_params.getlist(name):
                 if value == "":
-                    errors[name] = ["Must not be empty; leave the parameter out instead."]
-                elif isinstance(field_filter, django_filters.BooleanFilter) and value not in _BOOLEAN_VALUES:
+                    continue  # already said
+                if isinstance(field_filter, django_filters.BooleanFilter) and value not in _BOOLEAN_VALUES:
                     errors[name] = ["Must be true or false."]
                 elif isinstance(field_filter, django_filters.DateTimeFilter) and _offset_out_of_range(value):
                     errors[name] = ["The UTC offset must be within ±14:00."]

@@ -19,6 +19,7 @@ from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from adsplatform.query_params import validated_query
 from campaigns import selectors, services
 from campaigns.models import AdAccount, CampaignStatus, Platform, SyncRun
 
@@ -68,22 +69,6 @@ class CampaignListParams(DateRangeParams):
 class SummaryParams(DateRangeParams):
     platform = serializers.ChoiceField(choices=Platform.values, required=False)
     account = serializers.IntegerField(required=False, min_value=1)
-
-
-def _parse(params_class, request) -> dict[str, Any]:
-    # "?status=" is a mistake, not "no filter": say so rather than quietly widen the answer.
-    empty = {
-        name: ["Must not be empty; leave the parameter out instead."]
-        for name, value in request.query_params.items()
-        if value == ""
-    }
-    if "" in request.query_params:
-        empty[""] = ["A query parameter has no name (a stray '=' in the query string)."]
-    if empty:
-        raise serializers.ValidationError(empty)
-    params = params_class(data=request.query_params)
-    params.is_valid(raise_exception=True)
-    return params.validated_data
 
 
 # --- Response shapes (also the OpenAPI schema) ------------------------------------------------
@@ -197,7 +182,7 @@ class CampaignListView(APIView):
         summary="Campaigns of both platforms with metrics for a date range",
     )
     def get(self, request):
-        params = _parse(CampaignListParams, request)
+        params = validated_query(CampaignListParams, request)
         return _cached_json(request, "campaigns", lambda: self._page(request, params))
 
     def _page(self, request, params: dict[str, Any]) -> dict[str, Any]:
@@ -248,7 +233,7 @@ class CampaignListAliasView(CampaignListView):
 class CampaignDetailView(APIView):
     @extend_schema(operation_id="campaigns_retrieve", parameters=[DateRangeParams], responses=CampaignSerializer)
     def get(self, request, campaign_id):
-        params = _parse(DateRangeParams, request)
+        params = validated_query(DateRangeParams, request)
         campaign = get_object_or_404(
             selectors.campaign_queryset(_all_of(params)).select_related("account"), pk=campaign_id
         )
@@ -298,7 +283,7 @@ class CampaignMetricsView(APIView):
         ),
     )
     def get(self, request, campaign_id):
-        params = _parse(DateRangeParams, request)
+        params = validated_query(DateRangeParams, request)
         campaign = get_object_or_404(
             selectors.campaign_queryset(_all_of(params)).select_related("account"), pk=campaign_id
         )
@@ -335,7 +320,7 @@ class SummaryView(APIView):
         summary="Totals per platform and per currency (never one sum across currencies)",
     )
     def get(self, request):
-        params = _parse(SummaryParams, request)
+        params = validated_query(SummaryParams, request)
 
         def build() -> dict[str, Any]:
             rows = selectors.summary_by_platform_and_currency(
@@ -437,7 +422,7 @@ class SyncRunListView(ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        params = _parse(SyncRunListParams, self.request)
+        params = validated_query(SyncRunListParams, self.request)
         return selectors.sync_run_list(account_id=params.get("account"), status=params.get("status"))
 
 

@@ -14,6 +14,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from adsplatform.query_params import validated_query
 from campaigns.models import AdAccount, Campaign
 from optimization import selectors, services
 from optimization.models import Alert, OptimizationRun
@@ -207,22 +208,6 @@ class RunListParams(serializers.Serializer):
     source = serializers.ChoiceField(choices=OptimizationRun.Source.values, required=False)
 
 
-def _query(params_class, request) -> dict:
-    """Validated query parameters: an unknown status or an empty value is a 400, not "all"."""
-    empty = {
-        name: ["Must not be empty; leave the parameter out instead."]
-        for name, v in request.query_params.items()
-        if v == ""
-    }
-    if "" in request.query_params:
-        empty[""] = ["A query parameter has no name (a stray '=' in the query string)."]
-    if empty:
-        raise serializers.ValidationError(empty)
-    params = params_class(data=request.query_params)
-    params.is_valid(raise_exception=True)
-    return params.validated_data
-
-
 class OptimizationRunListView(generics.ListAPIView):
     serializer_class = OptimizationRunSerializer
     filter_backends = ()
@@ -233,7 +218,7 @@ class OptimizationRunListView(generics.ListAPIView):
         return [IsAuthenticated(), CanViewRuns()]
 
     def get_queryset(self):
-        params = _query(RunListParams, self.request)
+        params = validated_query(RunListParams, self.request)
         return selectors.run_list(
             campaign_id=params.get("campaign"),
             account_id=params.get("account"),
@@ -308,7 +293,7 @@ class AlertListView(generics.ListAPIView):
     filter_backends = ()
 
     def get_queryset(self):
-        params = _query(AlertListParams, self.request)
+        params = validated_query(AlertListParams, self.request)
         return selectors.alert_list(state=params.get("state"), kind=params.get("kind"))
 
     @extend_schema(
