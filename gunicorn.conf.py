@@ -54,3 +54,16 @@ def post_worker_init(worker):
     # Without this a full collection walks the whole import graph: tens of milliseconds that land
     # on whichever request triggered it (webhook p99).
     gc.freeze()
+
+
+def worker_exit(server, worker):
+    # Lead ids received in the last few milliseconds wait in the publisher's queue (it batches
+    # them); send them now rather than leave them to the sweeper a minute from now.
+    from django.apps import apps
+
+    if not apps.ready:  # the worker died before loading the application: nothing was queued
+        return
+    from webhooks.services import background_publisher
+
+    if not background_publisher.flush(timeout_seconds=5):
+        server.log.warning("webhook ids still unpublished at exit; the backlog sweeper will enqueue them")

@@ -61,6 +61,11 @@ def main() -> int:
         return process
 
     def stop_all(*_: object) -> None:
+        # Stopping already: a second Ctrl-C or SIGTERM (a supervisor that signals the whole group
+        # again) must not cut this short and leave a process behind, e.g. a Celery worker whose
+        # warm shutdown hangs on a pool child the group signal killed.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for _name, process in children:
             if process.poll() is None:
                 process.terminate()

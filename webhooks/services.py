@@ -415,8 +415,18 @@ class _BackgroundPublisher:
         return True
 
     def join(self) -> None:
-        """Wait until everything submitted so far was published or dropped (tests, shutdown)."""
+        """Wait until everything submitted so far was published or dropped (tests)."""
         self._queue.join()
+
+    def flush(self, timeout_seconds: float) -> bool:
+        """At shutdown: give the ids still queued up to ``timeout_seconds`` to go out; True if they did.
+
+        Whatever is left is not lost (its rows are committed), only late: the sweeper finds it.
+        """
+        deadline = time.monotonic() + timeout_seconds
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._queue.unfinished_tasks
 
     def _ensure_thread(self) -> None:
         # A forked child (gunicorn worker, Celery prefork) inherits no running thread.

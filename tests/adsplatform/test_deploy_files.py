@@ -40,6 +40,7 @@ def test_gunicorn_config_imports_and_sets_the_multiprocess_metrics_folder(monkey
     assert module.bind.endswith(":8000") or module.bind.split(":")[-1].isdigit()
     assert callable(module.child_exit) and callable(module.on_starting)
     assert callable(module.post_worker_init)  # freezes the imported objects out of the collector's way
+    assert callable(module.worker_exit)  # publishes the lead ids still queued
 
 
 def test_dockerfile_runs_what_the_readme_and_fly_toml_document():

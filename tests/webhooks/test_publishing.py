@@ -94,3 +94,12 @@ def test_sweeper_publishes_a_backlog_in_batches(relay_source, drained_broker):
     batches = published_event_batches()
     assert [len(batch) for batch in batches] == [50, 50, 20]
     assert sorted(event_id for batch in batches for event_id in batch) == sorted(event_ids)
+
+
+def test_flush_at_shutdown_publishes_what_is_still_queued(relay_source, drained_broker):
+    event_ids = received_events(3, relay_source)
+    for event_id in event_ids:
+        services.enqueue_event_processing(event_id=event_id, wait=False)
+
+    assert services.background_publisher.flush(timeout_seconds=5) is True  # within one linger
+    assert [event_id for batch in published_event_batches() for event_id in batch] == event_ids
