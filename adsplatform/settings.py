@@ -168,6 +168,12 @@ else:
 # The longest delay any task waits before a retry; quota waits longer than this are
 # split into several retries rather than one long countdown.
 TASK_MAX_RETRY_DELAY_SECONDS = env.int("TASK_MAX_RETRY_DELAY_SECONDS", default=15 * 60)
+# Lead work goes first: Redis hands out lower numbers first (kombu's steps 0, 3, 6, 9), so every
+# task defaults to 3 and the webhooks app publishes lead processing and the deliveries of urgent
+# and high leads at 0, ahead of syncs, uploads and the other leads. Brokers without priorities
+# (the embedded file broker) ignore both.
+CELERY_TASK_DEFAULT_PRIORITY = 3
+LEAD_TASK_PRIORITY = 0
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"

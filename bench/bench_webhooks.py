@@ -234,7 +234,8 @@ def main() -> int:
     if args.redis_url:
         import redis
 
-        redis.Redis.from_url(args.redis_url).delete("celery")  # the messages no worker consumed
+        client = redis.Redis.from_url(args.redis_url)
+        client.delete("celery", *client.keys("celery\x06\x16*"))  # the messages no worker consumed, every priority
 
     print(
         f"\n{args.requests} posts to {PATH}, {args.concurrency} clients, gunicorn {args.workers} workers"

@@ -233,7 +233,9 @@ class RedisServer:
         return reply.split(b"\r\n")[1]
 
     def queue_length(self, queue: str = "celery") -> int:
-        return int(self.command("LLEN", queue).lstrip(b":") or 0)
+        """Messages waiting in ``queue`` at every priority (kombu keeps one Redis list per step)."""
+        keys = [queue] + [f"{queue}\x06\x16{step}" for step in (3, 6, 9)]
+        return sum(int(self.command("LLEN", key).lstrip(b":") or 0) for key in keys)
 
 
 class CeleryWorker:

@@ -363,11 +363,14 @@ class _BrokerCircuit:
 broker_circuit = _BrokerCircuit()
 
 
-def _publish(task: Any, *args: Any, countdown: float | None = None) -> bool:
+def _publish(task: Any, *args: Any, countdown: float | None = None, first: bool = False) -> bool:
+    """Publish without waiting on a broker that is down; ``first``: ahead of the default priority."""
     if broker_circuit.is_open():
         return False
+    # Only when asked: an explicit priority=None would not fall back to the default, but to the top.
+    options = {"priority": _setting("LEAD_TASK_PRIORITY", 0)} if first else {}
     try:
-        task.apply_async(args=args, countdown=countdown, retry=False)
+        task.apply_async(args=args, countdown=countdown, retry=False, **options)
     except Exception as exc:  # any broker failure: the row is committed and the sweeper will retry
         broker_circuit.trip()
         logger.warning(
@@ -453,7 +456,7 @@ class _BackgroundPublisher:
                 except queue.Empty:
                     break
             try:
-                _publish(tasks.process_webhook_events, batch)
+                _publish(tasks.process_webhook_events, batch, first=True)
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -476,16 +479,20 @@ def enqueue_events_processing(*, event_ids: list[int]) -> int:
     published = 0
     for start in range(0, len(event_ids), EVENTS_PER_MESSAGE):
         chunk = event_ids[start : start + EVENTS_PER_MESSAGE]
-        if not _publish(tasks.process_webhook_events, chunk):
+        if not _publish(tasks.process_webhook_events, chunk, first=True):
             break  # the broker is down: the sweeper will find the rest
         published += len(chunk)
     return published
 
 
-def enqueue_delivery(*, delivery_id: int, countdown: float | None = None) -> bool:
+# Leads whose deliveries jump the queue: "urgent and high go out at once".
+FIRST_PRIORITIES = frozenset({Priority.URGENT, Priority.HIGH})
+
+
+def enqueue_delivery(*, delivery_id: int, lead_priority: str, countdown: float | None = None) -> bool:
     from webhooks import tasks
 
-    return _publish(tasks.deliver_lead, delivery_id, countdown=countdown)
+    return _publish(tasks.deliver_lead, delivery_id, countdown=countdown, first=lead_priority in FIRST_PRIORITIES)
 
 
 # --- Parsing and normalizing -----------------------------------------------------------------
@@ -1002,7 +1009,9 @@ def webhook_event_process(*, event_id: int) -> Lead | None:
             delivery_ids = list(
                 LeadDelivery.objects.filter(lead=lead, status=LeadDelivery.Status.PENDING).values_list("pk", flat=True)
             )
-        transaction.on_commit(lambda: [enqueue_delivery(delivery_id=pk) for pk in delivery_ids])
+        transaction.on_commit(
+            lambda: [enqueue_delivery(delivery_id=pk, lead_priority=lead.priority) for pk in delivery_ids]
+        )
     WEBHOOK_EVENTS.labels(event.source.name, outcome).inc()
     logger.info(
         "webhook event processed",
@@ -1085,22 +1094,22 @@ def webhook_backlog_sweep(*, older_than_seconds: float | None = None, limit: int
             .values_list("pk", flat=True)[:limit]
         )
         WebhookEvent.objects.filter(pk__in=event_ids).update(swept_at=now)
-        delivery_ids = list(
+        deliveries = list(
             LeadDelivery.objects.filter(
                 Q(status=LeadDelivery.Status.PENDING, next_attempt_at__isnull=True, created_at__lt=cutoff)
                 | Q(status=LeadDelivery.Status.PENDING, next_attempt_at__lt=cutoff)
                 | Q(status=LeadDelivery.Status.SENDING, lease_expires_at__lt=now)
             )
             .order_by("created_at")
-            .values_list("pk", flat=True)[:limit]
+            .values_list("pk", "lead__priority")[:limit]
         )
-        LeadDelivery.objects.filter(pk__in=delivery_ids).update(next_attempt_at=now)
+        LeadDelivery.objects.filter(pk__in=[pk for pk, _ in deliveries]).update(next_attempt_at=now)
     enqueue_events_processing(event_ids=event_ids)
-    for delivery_id in delivery_ids:
-        enqueue_delivery(delivery_id=delivery_id)
-    if event_ids or delivery_ids:
-        logger.info("webhook backlog swept", extra={"events": len(event_ids), "deliveries": len(delivery_ids)})
-    return SweepResult(events=len(event_ids), deliveries=len(delivery_ids))
+    for delivery_id, lead_priority in deliveries:  # after an outage too, the urgent ones go first
+        enqueue_delivery(delivery_id=delivery_id, lead_priority=lead_priority)
+    if event_ids or deliveries:
+        logger.info("webhook backlog swept", extra={"events": len(event_ids), "deliveries": len(deliveries)})
+    return SweepResult(events=len(event_ids), deliveries=len(deliveries))
 
 
 # --- Deliveries --------------------------------------------------------------------------------
@@ -1347,7 +1356,7 @@ def lead_deliveries_retry(*, lead: Lead) -> int:
     LeadDelivery.objects.filter(pk__in=ids).update(
         status=LeadDelivery.Status.PENDING, attempts=0, next_attempt_at=None, updated_at=now
     )
-    transaction.on_commit(lambda: [enqueue_delivery(delivery_id=pk) for pk in ids])
+    transaction.on_commit(lambda: [enqueue_delivery(delivery_id=pk, lead_priority=lead.priority) for pk in ids])
     return len(failed)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import kombu.pools
 import pytest
+from kombu.simple import SimpleQueue
 
 from adsplatform.celery import app as celery_app
 from webhooks import services
@@ -35,11 +36,37 @@ def switch_broker(settings, url: str) -> None:
     services.broker_circuit.reset()
 
 
+@dataclass(frozen=True)
+class PublishedTask:
+    name: str
+    args: list
+    priority: int | None
+
+
+def take_published_tasks() -> list[PublishedTask]:
+    """Every task message waiting in the in-memory broker, in the order published; taken off it."""
+    services.background_publisher.join()
+    taken = []
+    with celery_app.connection_for_read() as conn:
+        queue = SimpleQueue(conn, celery_app.conf.task_default_queue)
+        while True:
+            try:
+                message = queue.get(block=False)
+            except SimpleQueue.Empty:
+                break
+            args, _kwargs, _embed = message.decode()
+            taken.append(PublishedTask(message.headers["task"], list(args), message.properties.get("priority")))
+            message.ack()
+        queue.close()
+    return taken
+
+
 @pytest.fixture(autouse=True)
 def memory_broker(settings) -> Iterator[None]:
     """Publish to Kombu's in-memory transport, so no test writes into a real queue."""
     original = celery_app.conf.broker_url
     switch_broker(settings, "memory://")
+    take_published_tasks()  # the in-memory queues outlive a connection: start each test empty
     yield
     services.background_publisher.join()
     switch_broker(settings, original)
