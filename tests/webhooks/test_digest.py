@@ -15,6 +15,7 @@ from adsplatform.celery import app as celery_app
 from tests.webhooks.conftest import RELAY_SECRET, flat_payload, post_json, take_published_tasks
 from webhooks import services, tasks
 from webhooks.models import Destination, Lead, LeadDelivery, RoutingRule
+from webhooks.services import deliveries
 
 Status = LeadDelivery.Status
 
@@ -225,7 +226,7 @@ def test_the_digest_is_capped_and_the_rest_goes_in_the_next_one(receive):
 
 
 def test_slack_digest_stays_within_slacks_message_size(receive, crm_receiver, monkeypatch):
-    monkeypatch.setitem(services._DIGEST_TEXT_LIMITS, Destination.Kind.SLACK, 250)
+    monkeypatch.setitem(deliveries._DIGEST_TEXT_LIMITS, Destination.Kind.SLACK, 250)
     leads = [low_lead(receive, n) for n in range(1, 4)]
 
     services.lead_digests_send()

@@ -10,6 +10,7 @@ from django.utils import timezone
 from tests.webhooks.conftest import RELAY_SECRET, flat_payload, post_json
 from webhooks import services
 from webhooks.models import Lead, RoutingRule, WebhookEvent
+from webhooks.services import stages
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_reaching_the_conversion_stage_with_a_gclid_calls_the_conversion_hook(
 ):
     settings.LEAD_CONVERSION_STAGE = "won"
     lead = leads["urgent"]
-    with mock.patch.object(services, "lead_conversion_hook", return_value=True) as hook:
+    with mock.patch.object(stages, "lead_conversion_hook", return_value=True) as hook:  # where lead_stage_set calls it
         with django_capture_on_commit_callbacks(execute=True):
             auth_client.patch(f"/api/v1/leads/{lead.pk}/", {"stage": "qualified"}, format="json")
         hook.assert_not_called()

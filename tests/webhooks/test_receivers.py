@@ -18,6 +18,7 @@ from tests.webhooks.conftest import (
 )
 from webhooks import services
 from webhooks.models import Lead, WebhookEvent, WebhookSource
+from webhooks.services import sources
 
 ZAPIER = "/api/v1/webhooks/zapier"
 GOOGLE = "/api/v1/webhooks/google-lead-form"
@@ -365,7 +366,7 @@ def test_a_source_revoked_by_another_process_stops_working_within_seconds(api_cl
 
     assert post_json(api_client, ZAPIER, flat_payload(), **{"X-Webhook-Secret": RELAY_SECRET}).status_code == 202
     WebhookSource.objects.filter(pk=relay_source.pk).update(is_active=False)
-    cache.set(services._SOURCES_VERSION_KEY, "bumped-by-another-process")
-    monkeypatch.setattr(services, "_SOURCES_RECHECK_SECONDS", 0)  # the recheck interval has passed
+    cache.set(sources._SOURCES_VERSION_KEY, "bumped-by-another-process")
+    monkeypatch.setattr(sources, "_SOURCES_RECHECK_SECONDS", 0)  # the recheck interval has passed
     response = post_json(api_client, ZAPIER, flat_payload(lead_id="later"), **{"X-Webhook-Secret": RELAY_SECRET})
     assert response.status_code == 401
