@@ -13,7 +13,7 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # accepts first, so a few long-lived clients (the proxy's connection pool, a load test) can
 # pile up on one worker while another idles: a slow tail for no lack of CPU. A cap per worker
 # spreads them. It must stay above what the proxy opens per machine divided by the workers
-# (fly.toml: hard_limit 32 over WEB_CONCURRENCY 2, capped at 20), or connections would wait.
+# (fly.toml: a hard_limit of 32 over 2 workers is 16 each; it sets 20), or connections would wait.
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20

@@ -61,9 +61,9 @@ def main() -> int:
         return process
 
     def stop_all(*_: object) -> None:
-        # Stopping already: a second Ctrl-C or SIGTERM (a supervisor that signals the whole group
-        # again) must not cut this short and leave a process behind, e.g. a Celery worker whose
-        # warm shutdown hangs on a pool child the group signal killed.
+        # Stopping already: a second SIGTERM (make forwards the one it got to us) or Ctrl-C must not
+        # cut this short and leave a process behind, e.g. a Celery worker whose warm shutdown
+        # hangs on a pool child the group signal killed.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         for _name, process in children:
