@@ -56,3 +56,18 @@ def test_without_a_conversion_action_the_lead_waits(lead, django_capture_on_comm
     assert Conversion.objects.count() == 0
     lead.refresh_from_db()
     assert lead.conversion_created_at is None
+
+
+def test_through_the_api_only_the_configured_stage_makes_the_conversion(
+    auth_client, lead, settings, django_capture_on_commit_callbacks
+):
+    settings.LEAD_CONVERSION_STAGE = "won"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert auth_client.patch(f"/api/v1/leads/{lead.pk}/", {"stage": "qualified"}, format="json").status_code == 200
+    assert Conversion.objects.count() == 0
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert auth_client.patch(f"/api/v1/leads/{lead.pk}/", {"stage": "won"}, format="json").status_code == 200
+    assert Conversion.objects.get().order_id == f"lead-{lead.pk}"
+    lead.refresh_from_db()
+    assert (lead.stage, lead.conversion_created_at is not None) == ("won", True)
