@@ -641,7 +641,11 @@ def budget_alerts_evaluate(*, accounts: Iterable[AdAccount] | None = None, now: 
                 )
             days = today.day
             allowed = days * budget
-            if row.spend_month_micros > allowed:
+            # On the first of the month the month to date is today's spend alone: a pacing alert
+            # would restate the daily one (at 100% where the daily rule, knowing Google may spend
+            # 2× on one day, waits for 110%) and page the operator twice for the same money. The
+            # month is judged from day 2, once it holds more than today.
+            if days > 1 and row.spend_month_micros > allowed:
                 firing.append(
                     AlertCondition(
                         kind=Alert.Kind.PACING_OVERSPEND,

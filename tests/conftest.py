@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
@@ -15,6 +17,41 @@ from rest_framework_simplejwt.tokens import RefreshToken
 pytest_plugins = ["tests.log_guard"]
 
 PASSWORD = "correct-horse-battery-staple"
+
+# The instant every test runs at unless it pins another: an ordinary mid-month Wednesday, the same
+# date in every account time zone the tests use and weeks from any daylight-saving change. Time
+# still ticks from there (timeouts and leases behave), but no test's outcome depends on the day
+# the suite happens to run.
+DEFAULT_NOW = dt.datetime(2026, 6, 17, 15, 0, tzinfo=dt.UTC)
+
+# The Google Ads emulator is reached over gRPC, which turns a call's timeout into an absolute
+# deadline from Python's clock and hands it to its C core, which reads the real clock: at a pinned
+# instant in the past every call would be "Deadline Exceeded" before it is sent. Tests that start
+# it run at the real instant (unless they pin one and keep to the Graph emulator); their dates are
+# still read from this clock, never from a second source. The fixtures that start it:
+GRPC_EMULATOR_FIXTURES = frozenset({"ad_sandboxes", "sandboxes", "start_sandbox"})
+
+
+@pytest.fixture(autouse=True)
+def clock(request, time_machine):
+    """The one source of "now" in the tests (time-machine: every clock in the process, ticking).
+
+    Pin another instant with ``@pytest.mark.clock("2024-02-29T23:30:00+00:00")`` (or a datetime),
+    or move during a test with ``clock.move_to(...)`` / ``clock.shift(...)``. Django, the emulators'
+    threads, JWT expiry and the Celery tasks run in-process all see it.
+    """
+    marker = request.node.get_closest_marker("clock")
+    if marker:
+        time_machine.move_to(marker.args[0], tick=True)
+    elif GRPC_EMULATOR_FIXTURES.isdisjoint(request.fixturenames):
+        time_machine.move_to(DEFAULT_NOW, tick=True)
+    return time_machine
+
+
+@pytest.fixture
+def today(clock) -> dt.date:
+    """The site's date at the test's instant (an account's own is campaigns.services.account_today)."""
+    return timezone.localdate()
 
 
 @pytest.fixture(autouse=True)

@@ -32,7 +32,10 @@ def test_gunicorn_workers_accept_every_connection_the_fly_proxy_may_open():
 
 
 def test_gunicorn_config_imports_and_sets_the_multiprocess_metrics_folder(monkeypatch):
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    # setenv first so that undoing puts back "unset": the config's os.environ.setdefault would
+    # otherwise outlive this test and point later subprocesses at a folder nobody created.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "gunicorn.conf.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

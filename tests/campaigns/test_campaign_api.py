@@ -7,17 +7,15 @@ import datetime as dt
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from campaigns import selectors, services
 from tests.campaigns.factories import AdAccountFactory, CampaignFactory, add_metrics
 
 pytestmark = pytest.mark.django_db
-TODAY = timezone.localdate()
 
 
 @pytest.fixture
-def two_platforms():
+def two_platforms(today):
     """A Google account (USD) with three campaigns and a Meta account (EUR) with one."""
     google = AdAccountFactory(platform="google", name="Acme US", currency_code="USD")
     meta = AdAccountFactory(platform="meta", name="Acme EU", currency_code="EUR", time_zone="Europe/Berlin")
@@ -25,10 +23,10 @@ def two_platforms():
     generic = CampaignFactory(account=google, name="Generic", status="paused")
     shopping = CampaignFactory(account=google, name="Shopping")
     retarget = CampaignFactory(account=meta, name="Retargeting")
-    add_metrics(brand, days=10, end=TODAY, cost_micros=2_000_000, clicks=20, conversions=2, value_micros=10_000_000)
-    add_metrics(generic, days=10, end=TODAY, cost_micros=5_000_000, clicks=5, conversions=1, value_micros=1_000_000)
-    add_metrics(shopping, days=10, end=TODAY, cost_micros=1_000_000, clicks=50, conversions=0, value_micros=0)
-    add_metrics(retarget, days=40, end=TODAY, cost_micros=3_000_000, clicks=1, conversions=1, value_micros=9_000_000)
+    add_metrics(brand, days=10, end=today, cost_micros=2_000_000, clicks=20, conversions=2, value_micros=10_000_000)
+    add_metrics(generic, days=10, end=today, cost_micros=5_000_000, clicks=5, conversions=1, value_micros=1_000_000)
+    add_metrics(shopping, days=10, end=today, cost_micros=1_000_000, clicks=50, conversions=0, value_micros=0)
+    add_metrics(retarget, days=40, end=today, cost_micros=3_000_000, clicks=1, conversions=1, value_micros=9_000_000)
     return {
         "google": google,
         "meta": meta,
@@ -66,9 +64,9 @@ def test_lists_both_platforms_with_window_metrics(auth_client, two_platforms):
     assert by_name["Shopping"]["metrics"]["cpa_micros"] is None  # no conversions: no CPA
 
 
-def test_date_range_limits_metrics(auth_client, two_platforms):
-    start = (TODAY - dt.timedelta(days=1)).isoformat()
-    body = auth_client.get(f"/api/v1/campaigns/?date_from={start}&date_to={TODAY.isoformat()}").json()
+def test_date_range_limits_metrics(auth_client, two_platforms, today):
+    start = (today - dt.timedelta(days=1)).isoformat()
+    body = auth_client.get(f"/api/v1/campaigns/?date_from={start}&date_to={today.isoformat()}").json()
     brand = next(row for row in body["results"] if row["name"] == "Brand")
     assert brand["metrics"]["cost_micros"] == 4_000_000
 
@@ -140,7 +138,7 @@ def test_alias_path_serves_the_same_list(auth_client, two_platforms):
     assert auth_client.get("/api/campaigns").json()["count"] == 4
 
 
-def test_query_count_is_fixed_as_pages_grow(auth_client, two_platforms, django_assert_max_num_queries):
+def test_query_count_is_fixed_as_pages_grow(auth_client, two_platforms, today, django_assert_max_num_queries):
     def queries_for(page_size: int) -> int:
         services.campaign_cache_invalidate()
         with CaptureQueriesContext(connection) as ctx:
@@ -150,16 +148,16 @@ def test_query_count_is_fixed_as_pages_grow(auth_client, two_platforms, django_a
     small = queries_for(1)
     account = two_platforms["google"]
     for _ in range(30):
-        add_metrics(CampaignFactory(account=account), days=5, end=TODAY)
+        add_metrics(CampaignFactory(account=account), days=5, end=today)
     large = queries_for(30)
     assert small == large == 2  # one for the page, one for the count
 
 
-def test_name_order_page_reads_its_totals_in_one_query_and_agrees_with_the_metric_path(two_platforms):
+def test_name_order_page_reads_its_totals_in_one_query_and_agrees_with_the_metric_path(two_platforms, today):
     CampaignFactory(account=two_platforms["meta"], name="Zeta, no metrics yet")
     for descending in (False, True):
         filters = selectors.CampaignFilters(
-            date_from=TODAY - dt.timedelta(days=29), date_to=TODAY, ordering="-name" if descending else "name"
+            date_from=today - dt.timedelta(days=29), date_to=today, ordering="-name" if descending else "name"
         )
         with CaptureQueriesContext(connection) as ctx:
             page = selectors.campaign_page(filters=filters, offset=1, limit=3)
