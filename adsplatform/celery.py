@@ -7,7 +7,11 @@ import os
 from celery import Celery, signals
 from celery.schedules import crontab
 
+from adsplatform import kombu_fixes
 from adsplatform import logging as ads_logging
+
+# A worker that loses Redis while waiting for work must reconnect, not exit (see kombu_fixes).
+kombu_fixes.install()
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsplatform.settings")
 
