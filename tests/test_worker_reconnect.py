@@ -75,6 +75,8 @@ def test_connection_lost_during_brpop_with_a_message_in_hand_closes_without_erro
         with suppress(Exception):
             connection.collect(socket_timeout=1)
         connection.close()  # unpatched: AttributeError: 'NoneType' object has no attribute 'hostname'
+        for channel in (tasks, control):
+            channel.qos._on_collect.cancel()  # no restore attempt against the stopped Redis at exit
     finally:
         redis.kill()
         redis.wait()
