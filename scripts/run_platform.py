@@ -1,7 +1,9 @@
-"""`make run`: bootstrap, then web + Celery worker + beat (+ the sandbox), stopped together.
+"""`make run`: bootstrap, then web + Celery worker + beat (+ the sandbox), supervised.
 
-Runs with the project's virtualenv Python. Ctrl-C (or SIGTERM) stops every process it
-started; if one of them dies, the others are stopped too, so nothing is left behind.
+Runs with the project's virtualenv Python. A process that exits is started again with backoff
+(1 s, 2 s, 4 s ... 30 s; scripts/supervisor.py) and a line on stderr says which one, how it
+ended and when it comes back. Only Ctrl-C (or SIGTERM) stops the whole set, and nothing is
+left running after it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from supervisor import Program, Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -51,14 +55,10 @@ def main() -> int:
 
     port = int(os.environ.get("PORT", "8000"))
     host = os.environ.get("HOST", "127.0.0.1")
-    children: list[tuple[str, subprocess.Popen]] = []
+    supervisor = Supervisor([])
 
-    def start(name: str, command: list[str]) -> subprocess.Popen:
-        # Same process group as `make run`: a signal to the group (Ctrl-C, a supervisor's
-        # SIGTERM) reaches every process directly, even if this runner is gone first.
-        process = subprocess.Popen(command, cwd=ROOT)
-        children.append((name, process))
-        return process
+    def start(name: str, command: list[str]) -> None:
+        supervisor.add(Program(name, command, cwd=ROOT))
 
     def stop_all(*_: object) -> None:
         # Stopping already: a second SIGTERM (make forwards the one it got to us) or Ctrl-C must not
@@ -66,15 +66,7 @@ def main() -> int:
         # hangs on a pool child the group signal killed.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for _name, process in children:
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + 15
-        for _name, process in children:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
+        supervisor.stop_all(grace=15)
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -140,11 +132,7 @@ def main() -> int:
             lines.append(f"  generated operator password: {password_file.read_text().strip()}")
         print("\n".join(lines) + "\n", flush=True)
         while True:
-            for name, process in children:
-                if process.poll() is not None:
-                    print(f"{name} exited with code {process.returncode}; stopping the rest.", file=sys.stderr)
-                    stop_all()
-                    return process.returncode or 1
+            supervisor.poll()  # restarts what exited
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nStopping…", flush=True)

@@ -1,0 +1,142 @@
+"""Keep a set of processes running: one that exits is started again, with backoff.
+
+Used by `make run` (scripts/run_platform.py). Production does the same with Fly's restart
+policy (fly.toml); the fault suite (bench/reliability.py) models it for its workers.
+
+    supervisor = Supervisor([Program("worker", ["celery", "-A", "adsplatform", "worker"])])
+    supervisor.start_all()
+    try:
+        while True:
+            supervisor.poll()
+            time.sleep(0.5)
+    finally:
+        supervisor.stop_all()
+
+A program that exits is started again after a delay that doubles with each exit in a row
+(1 s, 2 s, 4 s ... up to ``backoff_max``) and falls back to the first step once a run lasted
+``stable_after`` seconds. Every exit is logged with its code (or signal) and when the next
+start comes. ``stop_all`` sends SIGTERM to every running child, waits, and SIGKILLs what is
+left, so nothing outlives the supervisor.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Program:
+    name: str
+    command: list[str]
+    cwd: Path | None = None
+    env: dict[str, str] | None = None
+    # Filled in while supervised.
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    started_at: float = 0.0
+    starts: int = 0
+    exits_in_a_row: int = 0
+    restart_at: float | None = None
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _stderr_log(message: str) -> None:
+    print(f"[supervisor] {message}", file=sys.stderr, flush=True)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        programs: list[Program],
+        *,
+        backoff_start: float = 1.0,
+        backoff_max: float = 30.0,
+        stable_after: float = 60.0,
+        log: Callable[[str], None] = _stderr_log,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.programs = list(programs)
+        self.backoff_start = backoff_start
+        self.backoff_max = backoff_max
+        self.stable_after = stable_after
+        self.log = log
+        self.clock = clock
+        self.stopping = False
+
+    def __getitem__(self, name: str) -> Program:
+        return next(p for p in self.programs if p.name == name)
+
+    def add(self, program: Program, *, start: bool = True) -> Program:
+        self.programs.append(program)
+        if start:
+            self.start(program)
+        return program
+
+    def start(self, program: Program) -> None:
+        # The children stay in the supervisor's process group: a signal to the group (Ctrl-C in a
+        # terminal) reaches every one of them directly, even if the supervisor is gone first.
+        program.process = subprocess.Popen(program.command, cwd=program.cwd, env=program.env)
+        program.started_at = self.clock()
+        program.starts += 1
+        program.restart_at = None
+
+    def start_all(self) -> None:
+        for program in self.programs:
+            if program.process is None:
+                self.start(program)
+
+    def delay_for(self, exits_in_a_row: int) -> float:
+        """Seconds to wait before the next start after this many exits in a row (1, 2, ...)."""
+        return min(self.backoff_max, self.backoff_start * 2 ** max(0, exits_in_a_row - 1))
+
+    def poll(self) -> None:
+        """Notice exits and schedule their restart; start what is due. Call it every ~0.5 s."""
+        if self.stopping:
+            return
+        now = self.clock()
+        for program in self.programs:
+            process = program.process
+            if process is not None and program.restart_at is None and process.poll() is not None:
+                ran = now - program.started_at
+                program.exits_in_a_row = 1 if ran >= self.stable_after else program.exits_in_a_row + 1
+                delay = self.delay_for(program.exits_in_a_row)
+                program.restart_at = now + delay
+                self.log(
+                    f"{program.name} (pid {process.pid}) {_describe_exit(process.returncode)} after {ran:.1f}s; "
+                    f"starting it again in {delay:.1f}s (exit {program.exits_in_a_row} in a row)"
+                )
+            if program.restart_at is not None and now >= program.restart_at:
+                self.start(program)
+                self.log(f"{program.name} started again (pid {program.process.pid}, start {program.starts})")
+
+    def running(self) -> list[Program]:
+        return [p for p in self.programs if p.process is not None and p.process.poll() is None]
+
+    def stop_all(self, grace: float = 15.0) -> None:
+        """SIGTERM every running child, wait up to ``grace`` seconds, SIGKILL the rest."""
+        self.stopping = True
+        for program in self.running():
+            program.process.terminate()
+        deadline = time.monotonic() + grace
+        for program in self.programs:
+            if program.process is None:
+                continue
+            try:
+                program.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.log(f"{program.name} (pid {program.process.pid}) did not stop in {grace:.0f}s; killing it")
+                program.process.kill()
+                program.process.wait(timeout=5)
