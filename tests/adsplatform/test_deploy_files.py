@@ -23,6 +23,15 @@ def test_fly_toml_names_web_worker_and_beat_and_checks_healthz():
     assert service["checks"][0]["path"] == "/healthz"
 
 
+def test_fly_restarts_worker_and_beat_whatever_their_exit():
+    config = tomllib.loads((ROOT / "fly.toml").read_text())
+    policies = {process: rule["policy"] for rule in config.get("restart", []) for process in rule["processes"]}
+    # Fly's default (on-fail) stops restarting after ten exits and leaves the machine stopped.
+    assert policies.get("worker") == "always"
+    assert policies.get("beat") == "always"
+    assert set(policies) <= set(config["processes"])
+
+
 def test_gunicorn_workers_accept_every_connection_the_fly_proxy_may_open():
     config = tomllib.loads((ROOT / "fly.toml").read_text())
     workers = int(config["env"]["WEB_CONCURRENCY"])
