@@ -741,7 +741,10 @@ def _success_rate(outcomes: dict[str, list[int]], index: int) -> str:
 def dashboard_context(params: Mapping[str, Any]) -> dict[str, Any]:
     """What templates/admin/index.html shows: the filter form, tiles, charts; from the GET params."""
     accounts = dashboard_accounts()
-    form = DashboardFilterForm(params, accounts=accounts, today=timezone.localdate())
+    # The default range ends on the latest of the accounts' todays (their metric dates), not the
+    # site's: an account ahead of UTC has already begun a day the site's date would leave out.
+    todays = [account.today for account in accounts if account.is_active]
+    form = DashboardFilterForm(params, accounts=accounts, today=max(todays, default=timezone.localdate()))
     data = dashboard_data(filters=form.filters(), accounts=accounts)
     priority_labels = dict(Priority.choices)
     alert_labels = {"critical": "Critical", "warning": "Warning"}

@@ -27,11 +27,11 @@ def blank_parameter_errors(query_params, *, names: Iterable[str] | None = None) 
     return errors
 
 
-def validated_query(params_class, request) -> dict[str, Any]:
+def validated_query(params_class, request, *, context: dict[str, Any] | None = None) -> dict[str, Any]:
     """The request's query parameters through ``params_class`` (a DRF serializer); 400 when wrong."""
     errors = blank_parameter_errors(request.query_params)
     if errors:
         raise ValidationError(errors)
-    params = params_class(data=request.query_params)
+    params = params_class(data=request.query_params, context=context or {})
     params.is_valid(raise_exception=True)
     return params.validated_data

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import BigIntegerField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import BigIntegerField, Case, DateField, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
 from django.template.loader import render_to_string
@@ -114,12 +114,25 @@ class DailyMetricInline(admin.TabularInline):
     verbose_name_plural = "Recent daily metrics"
 
     def get_queryset(self, request):
-        since = timezone.localdate() - timedelta(days=14)
+        since = _first_day_in_account_dates(days=15, zone_field="campaign__account__time_zone")
         return super().get_queryset(request).filter(date__gte=since).order_by("-date")
 
 
+def _first_day_in_account_dates(*, days: int, zone_field: str) -> Case:
+    """The first of the last ``days`` days in each row's own account dates (metric dates are the
+    account's): the site's date would shift the window a day for an account ahead of or behind UTC."""
+    return Case(
+        *(
+            When(**{zone_field: time_zone}, then=Value(today - timedelta(days=days - 1)))
+            for time_zone, today in services.todays_by_time_zone().items()
+        ),
+        default=Value(timezone.localdate() - timedelta(days=days - 1)),
+        output_field=DateField(),
+    )
+
+
 def _spend_since(days: int):
-    since = timezone.localdate() - timedelta(days=days - 1)
+    since = _first_day_in_account_dates(days=days, zone_field="account__time_zone")
     return Coalesce(
         Sum("daily_metrics__cost_micros", filter=Q(daily_metrics__date__gte=since)),
         Value(0),

@@ -11,7 +11,6 @@ from django.core.cache import cache
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -35,14 +34,19 @@ CACHE_SECONDS = 5 * 60
 
 class DateRangeParams(serializers.Serializer):
     date_from = serializers.DateField(required=False, help_text="First day (inclusive); default 30 days ago.")
-    date_to = serializers.DateField(required=False, help_text="Last day (inclusive); default today.")
+    date_to = serializers.DateField(
+        required=False, help_text="Last day (inclusive); default today, in the accounts' own time zones."
+    )
+
+    def default_date_to(self, attrs: dict[str, Any]) -> date:
+        """Today where the accounts are (metric dates are theirs): the latest of them, or the chosen one's."""
+        return services.latest_account_today(account_id=attrs.get("account"))
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        today = timezone.localdate()
         for name in ("date_from", "date_to"):
             if attrs.get(name) and attrs[name] < EARLIEST_DATE:
                 raise serializers.ValidationError({name: [f"Must be on or after {EARLIEST_DATE.isoformat()}."]})
-        date_to = attrs.get("date_to") or today
+        date_to = attrs.get("date_to") or self.default_date_to(attrs)
         date_from = attrs.get("date_from") or date_to - timedelta(days=DEFAULT_RANGE_DAYS - 1)
         if date_from > date_to:
             raise serializers.ValidationError({"date_from": ["Must be on or before date_to."]})
@@ -50,6 +54,18 @@ class DateRangeParams(serializers.Serializer):
             raise serializers.ValidationError({"date_to": [f"The range may cover at most {MAX_RANGE_DAYS} days."]})
         attrs["date_from"], attrs["date_to"] = date_from, date_to
         return attrs
+
+
+class CampaignDateRangeParams(DateRangeParams):
+    """The range of one campaign's numbers: by default it ends on its own account's today."""
+
+    def default_date_to(self, attrs: dict[str, Any]) -> date:
+        time_zone = (
+            AdAccount.objects.filter(campaigns__pk=self.context.get("campaign_id"))
+            .values_list("time_zone", flat=True)
+            .first()
+        )
+        return services.zone_today(time_zone) if time_zone is not None else super().default_date_to(attrs)
 
 
 def _ordering_choices() -> list[str]:
@@ -231,9 +247,11 @@ class CampaignListAliasView(CampaignListView):
 
 
 class CampaignDetailView(APIView):
-    @extend_schema(operation_id="campaigns_retrieve", parameters=[DateRangeParams], responses=CampaignSerializer)
+    @extend_schema(
+        operation_id="campaigns_retrieve", parameters=[CampaignDateRangeParams], responses=CampaignSerializer
+    )
     def get(self, request, campaign_id):
-        params = validated_query(DateRangeParams, request)
+        params = validated_query(CampaignDateRangeParams, request, context={"campaign_id": campaign_id})
         campaign = get_object_or_404(
             selectors.campaign_queryset(_all_of(params)).select_related("account"), pk=campaign_id
         )
@@ -265,7 +283,7 @@ def _all_of(params: dict[str, Any]) -> selectors.CampaignFilters:
 class CampaignMetricsView(APIView):
     @extend_schema(
         operation_id="campaigns_metrics",
-        parameters=[DateRangeParams],
+        parameters=[CampaignDateRangeParams],
         responses=inline_serializer(
             "CampaignDailySeries",
             {
@@ -283,7 +301,7 @@ class CampaignMetricsView(APIView):
         ),
     )
     def get(self, request, campaign_id):
-        params = validated_query(DateRangeParams, request)
+        params = validated_query(CampaignDateRangeParams, request, context={"campaign_id": campaign_id})
         campaign = get_object_or_404(
             selectors.campaign_queryset(_all_of(params)).select_related("account"), pk=campaign_id
         )

@@ -100,7 +100,32 @@ def account_clear_attention(*, account: AdAccount) -> None:
 
 def account_today(account: AdAccount) -> date:
     """Today in the account's own time zone: the platforms date metrics that way."""
-    return timezone.now().astimezone(ZoneInfo(account.time_zone or "UTC")).date()
+    return zone_today(account.time_zone)
+
+
+def zone_today(time_zone: str) -> date:
+    return timezone.now().astimezone(ZoneInfo(time_zone or "UTC")).date()
+
+
+def todays_by_time_zone() -> dict[str, date]:
+    """Today in each time zone the accounts use (one small query): for reads that cover
+    accounts in several zones and must give each its own dates."""
+    zones = AdAccount.objects.order_by().values_list("time_zone", flat=True).distinct()
+    return {time_zone: zone_today(time_zone) for time_zone in zones}
+
+
+def latest_account_today(*, account_id: int | None = None) -> date:
+    """The latest "today" of the active accounts (or of one account): where a default date range ends.
+
+    Ending it on the site's (UTC) date would leave out the day an account ahead of UTC has begun
+    (Berlin's 1 January while UTC is still on 31 December), and give an account behind it an
+    empty day at the end of its window. No account yet: the site's date.
+    """
+    accounts = (
+        AdAccount.objects.filter(is_active=True) if account_id is None else AdAccount.objects.filter(pk=account_id)
+    )
+    zones = accounts.order_by().values_list("time_zone", flat=True).distinct()
+    return max((zone_today(time_zone) for time_zone in zones), default=timezone.localdate())
 
 
 def default_sync_window(account: AdAccount) -> tuple[date, date]:

@@ -39,11 +39,6 @@ def _metric(campaign: Campaign, day: dt.date, cost: float, conversions: str = "0
 
 
 @pytest.fixture
-def today() -> dt.date:
-    return timezone.localdate()
-
-
-@pytest.fixture
 def fixed(today):
     """Two USD Google accounts and one EUR Meta account, every date in UTC so 'today' is the site's."""
     google_a = AdAccountFactory(platform="google", name="Acme US", currency_code="USD", time_zone="UTC")

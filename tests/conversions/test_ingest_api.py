@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.urls import path
@@ -187,6 +188,12 @@ def _old_iso(days: int) -> str:
     return (datetime.now(UTC) - timedelta(days=days)).isoformat()
 
 
+def at_test_time(change: dict[str, Any]) -> dict[str, Any]:
+    """Times in the cases are relative to the test's clock, so they are computed when it runs,
+    not when the module is collected (which happens at the real instant)."""
+    return {key: value() if callable(value) else value for key, value in change.items()}
+
+
 GOOGLE_400_CASES = [
     ("no click id", {"gclid": ""}, "gclid"),
     ("two click ids", {"gbraid": "abc"}, "gclid"),
@@ -195,7 +202,7 @@ GOOGLE_400_CASES = [
     ("not a time", {"conversion_date_time": "yesterday"}, "conversion_date_time"),
     (
         "future time",
-        {"conversion_date_time": (datetime.now(UTC) + timedelta(days=1)).isoformat()},
+        {"conversion_date_time": lambda: (datetime.now(UTC) + timedelta(days=1)).isoformat()},
         "conversion_date_time",
     ),
     ("negative value", {"conversion_value": "-1"}, "conversion_value"),
@@ -210,7 +217,7 @@ GOOGLE_400_CASES = [
 @pytest.mark.django_db
 @pytest.mark.parametrize(("case", "change", "field"), GOOGLE_400_CASES, ids=[c[0] for c in GOOGLE_400_CASES])
 def test_google_invalid_single_conversion(service_client, actions, case, change, field):
-    body = {k: v for k, v in {**google_conversion(), **change}.items() if v is not None}
+    body = {k: v for k, v in {**google_conversion(), **at_test_time(change)}.items() if v is not None}
     response = service_client.post(GOOGLE_URL, body, format="json")
     assert response.status_code == 400, response.content
     assert field in error_fields(response)
@@ -220,7 +227,7 @@ def test_google_invalid_single_conversion(service_client, actions, case, change,
 @pytest.mark.django_db
 @pytest.mark.parametrize(("case", "change", "field"), GOOGLE_400_CASES, ids=[c[0] for c in GOOGLE_400_CASES])
 def test_google_batch_names_each_bad_item_and_stores_nothing(service_client, actions, case, change, field):
-    bad = {k: v for k, v in {**google_conversion(), **change}.items() if v is not None}
+    bad = {k: v for k, v in {**google_conversion(), **at_test_time(change)}.items() if v is not None}
     batch = {"conversions": [google_conversion(), bad, google_conversion(), bad]}
     response = service_client.post(GOOGLE_URL, batch, format="json")
     assert response.status_code == 400
@@ -232,8 +239,8 @@ def test_google_batch_names_each_bad_item_and_stores_nothing(service_client, act
 
 
 META_400_CASES = [
-    ("too old", {"event_time": int((datetime.now(UTC) - timedelta(days=8)).timestamp())}, "event_time"),
-    ("future", {"event_time": int((datetime.now(UTC) + timedelta(hours=1)).timestamp())}, "event_time"),
+    ("too old", {"event_time": lambda: int((datetime.now(UTC) - timedelta(days=8)).timestamp())}, "event_time"),
+    ("future", {"event_time": lambda: int((datetime.now(UTC) + timedelta(hours=1)).timestamp())}, "event_time"),
     ("bad action source", {"action_source": "carrier_pigeon"}, "action_source"),
     ("website without url", {"event_source_url": ""}, "event_source_url"),
     ("no identifiers", {"user": {"client_user_agent": "Mozilla/5.0"}}, "user"),
@@ -252,7 +259,7 @@ META_400_CASES = [
 @pytest.mark.django_db
 @pytest.mark.parametrize(("case", "change", "field"), META_400_CASES, ids=[c[0] for c in META_400_CASES])
 def test_meta_batch_names_each_bad_event_and_stores_nothing(service_client, actions, case, change, field):
-    bad = {k: v for k, v in {**meta_event(), **change}.items() if v is not None}
+    bad = {k: v for k, v in {**meta_event(), **at_test_time(change)}.items() if v is not None}
     response = service_client.post(META_URL, {"events": [meta_event(), bad]}, format="json")
     assert response.status_code == 400, response.content
     details = error_fields(response)
@@ -387,3 +394,31 @@ def test_schema_describes_the_conversion_endpoints(api_client):
 def test_api_client_is_plain():
     # Guards the fixture contract this module relies on: an anonymous client sends no headers.
     assert not APIClient()._credentials
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "instant",
+    [
+        "2026-11-01T06:30:00+00:00",
+        "2026-03-29T01:30:00+00:00",
+        "2027-01-01T00:30:00+00:00",
+        "2028-03-01T12:00:00+00:00",
+    ],
+    ids=["New York falls back", "Europe springs forward", "new year", "after 29 February"],
+)
+def test_metas_seven_day_window_is_seven_times_24_hours_on_any_calendar(service_client, actions, clock, instant):
+    """The limit is an age, not a count of calendar days: a week that holds a 23- or 25-hour day,
+    a year's end or 29 February is still 168 hours."""
+    clock.move_to(instant, tick=False)
+    now = datetime.now(UTC)
+    inside = meta_event(event_time=int((now - timedelta(days=7) + timedelta(hours=1)).timestamp()))
+    outside = meta_event(event_time=int((now - timedelta(days=7) - timedelta(hours=1)).timestamp()))
+
+    assert service_client.post(META_URL, inside, format="json").status_code == 202
+    refused = service_client.post(META_URL, outside, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["details"]["event_time"] == [
+        "Meta accepts events up to 7 days old; this one is older."
+    ]
+    assert Conversion.objects.count() == 1

@@ -333,3 +333,17 @@ def test_admin_shows_deliveries_awaiting_the_digest(client, staff_user, receive)
     client.force_login(staff_user)
     page = client.get(f"/admin/webhooks/lead/{lead.pk}/change/").content.decode()
     assert page.count("Awaiting digest") == 2
+
+
+@pytest.mark.clock("2026-11-01T05:20:00+00:00")
+def test_the_digest_runs_by_the_clock_not_the_calendar_across_a_daylight_saving_change(receive, crm_receiver, clock):
+    """New York's 01:20 comes twice on 1 November: the digest's claims and its order are UTC
+    instants, so the lead of the second 01:20 goes in the next digest and nothing is listed twice."""
+    first = low_lead(receive, 1)
+    assert [(r.leads, r.sent) for r in services.lead_digests_send()] == [(1, True), (1, True)]
+
+    clock.move_to("2026-11-01T06:20:00+00:00")  # the second 01:20 in New York
+    second = low_lead(receive, 2)
+    assert [(r.leads, r.sent) for r in services.lead_digests_send()] == [(1, True), (1, True)]
+    assert f"Lead #{first.pk}" not in mail.outbox[1].body and f"Lead #{second.pk}" in mail.outbox[1].body
+    assert first.received_at < second.received_at
