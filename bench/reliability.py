@@ -14,6 +14,13 @@ Scenarios (each bounded in time; traffic only to 127.0.0.1; every process it sta
      the run fails cleanly or resumes, no half-written run reported as success, the next
      run completes.
   e. the broker visibility timeout is longer than every retry delay the code can produce.
+  f. Redis stopped (30 s) while a freshly started worker reconnects with work in hand, five
+     rounds in a row (one in --smoke): each round every stored lead is processed exactly once.
+
+Workers are supervised as production supervises them (fly.toml's restart policy, `make run`'s
+scripts/supervisor.py): one that exits is started again after a backoff, and every exit the
+fault plan did not cause is counted as a crash (target 0). Settling stops early when nothing
+moves for a while, and the table says what was left (events, deliveries, conversions).
 
     .venv/bin/python bench/reliability.py            # full run (about 10 minutes on 2 cores)
     .venv/bin/python bench/reliability.py --smoke    # CI subset (under 3 minutes; no PostgreSQL restart)
@@ -84,6 +91,11 @@ class Profile:
     # beat once a minute). Shorter finds lost messages sooner but re-enqueues queued ones too.
     sweep_after_seconds: float
     scenarios: tuple[str, ...]
+    # Settling gives up early when no event, delivery or conversion moved for this long.
+    stall_seconds: float = 120
+    # f: rounds of (fresh worker, leads, Redis stopped for redis_outage_seconds), and leads per round.
+    reconnect_rounds: int = 5
+    reconnect_leads: int = 400
 
 
 FULL = Profile(
@@ -96,7 +108,10 @@ FULL = Profile(
     sync_days=60,
     settle_seconds=900,
     sweep_after_seconds=30,
-    scenarios=("a", "b", "c", "d", "e"),
+    scenarios=("a", "b", "c", "d", "e", "f"),
+    stall_seconds=180,
+    reconnect_rounds=5,
+    reconnect_leads=400,
 )
 SMOKE = Profile(
     name="smoke",
@@ -108,7 +123,10 @@ SMOKE = Profile(
     sync_days=0,
     settle_seconds=100,
     sweep_after_seconds=10,
-    scenarios=("a", "b", "c", "e"),
+    scenarios=("a", "b", "c", "e", "f"),
+    stall_seconds=45,
+    reconnect_rounds=1,
+    reconnect_leads=200,
 )
 
 
@@ -245,6 +263,8 @@ class CeleryWorker:
 
     def __init__(self, env: dict[str, str], log_dir: Path, concurrency: int = 3) -> None:
         CeleryWorker._count += 1
+        self.killed = False  # by the fault plan (not a crash)
+        self.started_at = time.monotonic()
         self.name = f"reliability-{CeleryWorker._count}"
         self.log_path = log_dir / f"{self.name}.log"
         with self.log_path.open("ab") as out:
@@ -272,6 +292,7 @@ class CeleryWorker:
 
     def kill(self) -> None:
         """As a machine failure would: no warm shutdown, no acknowledgement, no cleanup."""
+        self.killed = True
         with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
@@ -279,6 +300,88 @@ class CeleryWorker:
     def stop(self) -> None:
         # A warm shutdown: the main process lets its pool finish the tasks in hand.
         _stop_process_group(self.process, grace=30, leader_only=True)
+
+    def pool_started(self) -> bool:
+        """The main process forked its pool (it does so once connected and ready to consume)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return len(children) >= 1
+
+    def last_error(self) -> str:
+        """The worker's last CRITICAL/Unrecoverable line, for the notes."""
+        with suppress(OSError):
+            lines = self.log_path.read_text(errors="replace").splitlines()
+            for line in reversed(lines):
+                if "Unrecoverable error" in line or "CRITICAL" in line:
+                    return line.strip()[:300]
+        return ""
+
+
+class SupervisedWorkers:
+    """The worker as production runs it: one that exits is started again after a backoff that
+    doubles with each exit in a row (Fly's restart policy "always", `make run`'s supervisor).
+    Exits the fault plan caused (SIGKILL) are replacements; every other exit is a crash."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, *, concurrency: int = 3, backoff: float = 1.0) -> None:
+        self.env, self.log_dir, self.concurrency, self.backoff = env, log_dir, concurrency, backoff
+        self.lock = threading.Lock()
+        self.workers: list[CeleryWorker] = []
+        self.crashes: list[str] = []  # the crashed worker's name and last error line
+        self.replacements = 0
+        self._exits_in_a_row = 0
+        self._stopping = threading.Event()
+        self._start()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        self.workers.append(CeleryWorker(self.env, self.log_dir, concurrency=self.concurrency))
+
+    @property
+    def current(self) -> CeleryWorker:
+        return self.workers[-1]
+
+    def alive(self) -> bool:
+        return self.current.process.poll() is None
+
+    def kill(self) -> None:
+        with self.lock:
+            self.current.kill()
+
+    def restart_fresh(self) -> None:
+        """A new worker now, as after a deploy: the current one stops warm first."""
+        with self.lock:
+            self.current.killed = True
+            self.current.stop()
+            self._start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            with self.lock:
+                worker = self.current
+                code = worker.process.poll()
+                if code is None:
+                    continue
+                if not worker.killed:
+                    self.crashes.append(
+                        f"{worker.name} exited with code {code}: {worker.last_error() or 'no error line'}"
+                    )
+                    log(f"worker {worker.name} crashed (code {code}); the supervisor starts another")
+                ran = time.monotonic() - worker.started_at
+                self._exits_in_a_row = 1 if ran > 60 else self._exits_in_a_row + 1
+                delay = min(30.0, self.backoff * 2 ** (self._exits_in_a_row - 1))
+            if self._stopping.wait(delay):
+                return
+            with self.lock:
+                self._start()
+                self.replacements += 1
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                worker.stop()
 
 
 @contextmanager
@@ -325,8 +428,9 @@ class CrmReceiver:
     leads taken more than once (the promise) and raw POSTs that repeated an id (the re-sends).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, delay_seconds: float = 0.0) -> None:
         self.lock = threading.Lock()
+        self.delay_seconds = delay_seconds
         self.posts = 0
         self.by_lead: Counter[str] = Counter()  # webhook-ids taken per lead
         self.by_message_id: Counter[str] = Counter()  # POSTs per webhook-id
@@ -337,6 +441,8 @@ class CrmReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.delay_seconds:
+                    time.sleep(receiver.delay_seconds)
                 with suppress(ValueError):
                     lead_id = str(json.loads(body).get("lead_id"))
                     message_id = self.headers.get("webhook-id", "")
@@ -559,18 +665,34 @@ def _route_every_lead_to(crm_url: str) -> None:
     services.routing_rules_invalidate()
 
 
-def _sweep_until_settled(run_id: str, crm: CrmReceiver, timeout: float, sweep_after: float) -> tuple[bool, int, int]:
+@dataclass
+class Settling:
+    settled: bool
+    sweeps: int = 0
+    failed_sweeps: int = 0
+    stalled: bool = False
+    seconds: float = 0.0
+    left: dict[str, int] = field(default_factory=dict)  # what was not done when it gave up
+
+
+def _sweep_until_settled(
+    run_id: str, crm: CrmReceiver, timeout: float, sweep_after: float, stall_seconds: float
+) -> Settling:
     """Run the beat's backlog sweep every few seconds (beat runs it once a minute) until every
-    stored lead is processed and delivered. Returns (settled, sweeps run, sweeps that failed)."""
+    stored lead is processed and delivered. Gives up after ``timeout``, or sooner when nothing
+    moved for ``stall_seconds`` (more sweeps would not help: what is left is reported)."""
     from django.db.models import Q
 
     from webhooks import services
     from webhooks.models import LeadDelivery, WebhookEvent
 
-    deadline = time.monotonic() + timeout
-    sweeps = failed_sweeps = 0
+    began = time.monotonic()
+    deadline = began + timeout
+    outcome = Settling(settled=False)
     events = WebhookEvent.objects.filter(dedupe_key__startswith=f"lead:{run_id}-")
-    while time.monotonic() < deadline:
+    last_state: tuple[int, int, int] | None = None
+    last_change = began
+    while True:
         close_db_connections()
         stored = events.count()
         received = events.filter(status=WebhookEvent.Status.RECEIVED).count()
@@ -580,15 +702,49 @@ def _sweep_until_settled(run_id: str, crm: CrmReceiver, timeout: float, sweep_af
             .count()
         )
         delivered_at_crm, _ = crm.snapshot(f"{run_id}-")
+        outcome.left = {
+            "events not processed": received,
+            "deliveries not delivered": undelivered,
+            "stored leads the CRM lacks": max(0, stored - delivered_at_crm),
+        }
+        outcome.seconds = round(time.monotonic() - began, 1)
         if received == 0 and undelivered == 0 and delivered_at_crm >= stored:
-            return True, sweeps, failed_sweeps
+            outcome.settled = True
+            return outcome
+        now = time.monotonic()
+        state = (received, undelivered, delivered_at_crm)
+        if state != last_state:
+            last_state, last_change = state, now
+        elif now - last_change >= stall_seconds:
+            outcome.stalled = True
+            log(f"{run_id}: nothing moved for {stall_seconds:.0f}s; giving up with {outcome.left}")
+            return outcome
+        if now >= deadline:
+            return outcome
         try:
             services.webhook_backlog_sweep(older_than_seconds=sweep_after)
-            sweeps += 1
+            outcome.sweeps += 1
         except Exception:  # the broker may still be coming back; the next sweep tries again
-            failed_sweeps += 1
+            outcome.failed_sweeps += 1
         time.sleep(5)
-    return False, sweeps, failed_sweeps
+
+
+def _settling_figures(result: ScenarioResult, outcome: Settling, prefix: str = "") -> None:
+    result.add(f"{prefix}settled after the faults", outcome.settled, "yes", outcome.settled)
+    result.add(f"{prefix}seconds to settle", outcome.seconds)
+    if not outcome.settled:
+        for name, value in outcome.left.items():
+            result.add(f"{prefix}left: {name}", value, "= 0", value == 0)
+        if outcome.stalled:
+            result.notes.append(f"{prefix}gave up early: no progress for the stall limit")
+
+
+def _supervision_figures(result: ScenarioResult, workers: SupervisedWorkers) -> None:
+    crashes = len(workers.crashes)
+    result.add("worker crashes (exits no fault caused)", crashes, "= 0", crashes == 0)
+    result.add("workers started by the supervisor", workers.replacements)
+    for crash in workers.crashes:
+        result.notes.append(f"crash: {crash}")
 
 
 def scenario_webhooks_under_faults(run: Run, result: ScenarioResult) -> None:
@@ -601,7 +757,7 @@ def scenario_webhooks_under_faults(run: Run, result: ScenarioResult) -> None:
     bodies = [lead_body(run_id, i) for i in range(total)]
     headers = {"Content-Type": "application/json", "X-Webhook-Secret": run.webhook_secret}
     logs = run.work_dir
-    workers = [CeleryWorker(run.env, logs)]
+    workers = SupervisedWorkers(run.env, logs)
     timeline: dict[str, float] = {}
     try:
         with gunicorn_server(run.env, logs) as port:
@@ -623,10 +779,8 @@ def scenario_webhooks_under_faults(run: Run, result: ScenarioResult) -> None:
                         time.sleep(wait)
 
                 at(kill_at)
-                workers[-1].kill()
+                workers.kill()  # the supervisor starts its replacement, as production would
                 timeline["worker_killed"] = time.monotonic() - began
-                at(kill_at + 2)
-                workers.append(CeleryWorker(run.env, logs))
                 at(redis_down_at)
                 run.redis.stop()
                 timeline["redis_down"] = time.monotonic() - began
@@ -651,10 +805,12 @@ def scenario_webhooks_under_faults(run: Run, result: ScenarioResult) -> None:
             if run.redis.process is None:  # the plan did not get as far as restarting it
                 run.redis.start()
             log("a: load done; waiting for processing and deliveries to settle")
-            settled, sweeps, failed_sweeps = _sweep_until_settled(
-                run_id, crm, profile.settle_seconds, profile.sweep_after_seconds
+            settling = _sweep_until_settled(
+                run_id, crm, profile.settle_seconds, profile.sweep_after_seconds, profile.stall_seconds
             )
-            _webhook_figures(result, run_id, total, samples, crm, timeline, settled)
+            settled, sweeps, failed_sweeps = settling.settled, settling.sweeps, settling.failed_sweeps
+            _webhook_figures(result, run_id, total, samples, crm, timeline, settling)
+            _supervision_figures(result, workers)
             # Every lead is delivered; whatever is still queued is copies the sweeper added.
             result.add("messages still queued once every lead was delivered", run.redis.queue_length())
             result.notes.append(
@@ -672,9 +828,7 @@ def scenario_webhooks_under_faults(run: Run, result: ScenarioResult) -> None:
             }
             scenario_replay(run, run.state["replay_result"])
     finally:
-        for worker in workers:
-            if worker.process.poll() is None:
-                worker.stop()
+        workers.stop()
 
 
 def _webhook_figures(
@@ -684,7 +838,7 @@ def _webhook_figures(
     samples: list[Sample],
     crm: CrmReceiver,
     timeline: dict[str, float],
-    settled: bool,
+    settling: Settling,
 ) -> None:
     from django.db.models import Count
 
@@ -729,7 +883,7 @@ def _webhook_figures(
     result.add("p99 ms while Redis was down", p99_down, "< 250", bool(during_outage) and p99_down < 250)
     result.add("p99 ms overall", round(percentile([s.ms for s in samples], 0.99), 1))
     result.add("slowest request ms", round(slowest, 1), "< 2000", slowest < 2000)
-    result.add("settled after the faults", settled, "yes", settled)
+    _settling_figures(result, settling)
 
 
 def scenario_replay(run: Run, result: ScenarioResult) -> None:
@@ -838,10 +992,18 @@ def scenario_conversions_timeouts(run: Run, result: ScenarioResult) -> None:
         deadline = time.monotonic() + run.profile.settle_seconds
         passes = 0
         open_statuses = (Conversion.Status.PENDING, Conversion.Status.UPLOADING)
-        while time.monotonic() < deadline and ours.filter(status__in=open_statuses).exists():
+        still_open, last_change = ours.filter(status__in=open_statuses).count(), time.monotonic()
+        while time.monotonic() < deadline and still_open:
             conversion_services.conversions_upload_pending()
             passes += 1
             time.sleep(0.5)
+            now_open = ours.filter(status__in=open_statuses).count()
+            if now_open != still_open:
+                still_open, last_change = now_open, time.monotonic()
+            elif time.monotonic() - last_change >= run.profile.stall_seconds:
+                result.notes.append(f"gave up early: no conversion moved for {run.profile.stall_seconds:.0f}s")
+                break
+        result.add("conversions still pending or uploading", still_open, "= 0", still_open == 0)
         copies = Counter(c.order_id for c in sandbox.state.conversions if c.order_id.startswith(f"rel-{run_id}-"))
         upload_calls = [c for c in sandbox.state.calls if c.method == "UploadClickConversions"]
         timed_out = sum(1 for c in upload_calls if c.status == "DEADLINE_EXCEEDED")
@@ -1110,6 +1272,109 @@ def scenario_visibility_timeout(run: Run, result: ScenarioResult) -> None:
     result.add("longest retry delay s", round(longest, 1), f"< {visibility:.0f}", longest < visibility)
 
 
+# --- f: Redis stopped while a freshly started worker reconnects -------------------------------------
+
+
+def scenario_redis_outage_fresh_worker(run: Run, result: ScenarioResult) -> None:
+    """The fault that once ended a worker for good: Redis goes while a worker that just started is
+    busy and waiting for more (Celery 5.7.0 exited with AttributeError on reconnect). Each round:
+    a fresh worker, leads posted, Redis stopped for the outage and started again (empty), then
+    every stored lead must be processed exactly once and delivered, with no worker crash."""
+    from django.db.models import Count
+
+    from webhooks import services
+    from webhooks.models import Destination, Lead, RoutingRule, WebhookEvent
+
+    profile = run.profile
+    crm = CrmReceiver(delay_seconds=0.2)  # deliveries stay in hand a moment: the worker is busy
+    RoutingRule.objects.all().delete()
+    Destination.objects.all().delete()
+    services.routing_rules_invalidate()
+    _route_every_lead_to(crm.url)
+    headers = {"Content-Type": "application/json", "X-Webhook-Secret": run.webhook_secret}
+    workers = SupervisedWorkers(run.env, run.work_dir)
+    rounds_ok = 0
+    try:
+        with gunicorn_server(run.env, run.work_dir) as port:
+            for round_no in range(1, profile.reconnect_rounds + 1):
+                run_id = f"rec{round_no}x{uuid.uuid4().hex[:8]}"
+                bodies = [lead_body(run_id, i) for i in range(profile.reconnect_leads)]
+                workers.restart_fresh()
+                if not _wait_for(workers.current.pool_started, 60):
+                    raise RuntimeError(f"worker {workers.current.name} did not start its pool")
+                time.sleep(1)  # connected and consuming: the load gives it work from the first post
+                spread = 8.0
+                outage_at = spread * 0.5
+                box: dict[str, float] = {}
+
+                def outage(box: dict[str, float] = box, outage_at: float = outage_at) -> None:
+                    time.sleep(outage_at)
+                    run.redis.stop()
+                    box["down"] = time.monotonic()
+                    time.sleep(profile.redis_outage_seconds)
+                    run.redis.start()
+                    box["up"] = time.monotonic()
+
+                plan = threading.Thread(target=outage, daemon=True)
+                plan.start()
+                log(
+                    f"f{round_no}: {len(bodies)} leads over {spread:.0f}s to fresh worker {workers.current.name}; "
+                    f"Redis down at {outage_at:.0f}s for {profile.redis_outage_seconds:.0f}s"
+                )
+                samples, _ = paced_load(port, bodies, headers, spread_seconds=spread)
+                plan.join(timeout=profile.redis_outage_seconds + 60)
+                if run.redis.process is None:
+                    run.redis.start()
+                settling = _sweep_until_settled(
+                    run_id, crm, profile.settle_seconds, profile.sweep_after_seconds, profile.stall_seconds
+                )
+                close_db_connections()
+                stored = WebhookEvent.objects.filter(dedupe_key__startswith=f"lead:{run_id}-").count()
+                processed = WebhookEvent.objects.filter(
+                    dedupe_key__startswith=f"lead:{run_id}-", status=WebhookEvent.Status.PROCESSED
+                ).count()
+                per_lead = (
+                    Lead.objects.filter(external_lead_id__startswith=f"{run_id}-")
+                    .values("external_lead_id")
+                    .annotate(n=Count("id"))
+                )
+                once = sum(1 for row in per_lead if row["n"] == 1)
+                twice = sum(1 for row in per_lead if row["n"] > 1)
+                crm_leads, crm_twice = crm.snapshot(f"{run_id}-")
+                answered = sum(1 for sample in samples if 200 <= sample.status < 300)
+                ok = (
+                    settling.settled
+                    and stored == answered
+                    and processed == stored
+                    and once == stored
+                    and twice == 0
+                    and crm_leads == stored
+                    and crm_twice == 0
+                )
+                rounds_ok += ok
+                label = f"round {round_no}: "
+                result.add(f"{label}stored / answered 2xx", f"{stored} / {answered}", "equal", stored == answered)
+                result.add(f"{label}processed", processed, f"= {stored}", processed == stored)
+                result.add(f"{label}leads created exactly once", once, f"= {stored}", once == stored)
+                result.add(f"{label}leads created twice or more", twice, "= 0", twice == 0)
+                result.add(f"{label}leads received by the CRM", crm_leads, f"= {stored}", crm_leads == stored)
+                _settling_figures(result, settling, prefix=label)
+                log(
+                    f"f{round_no}: {'ok' if ok else 'FAILED'}: stored {stored}, processed {processed}, "
+                    f"once {once}, CRM {crm_leads}, settled in {settling.seconds}s, crashes so far {len(workers.crashes)}"
+                )
+        result.add(
+            "rounds where every stored lead was processed once",
+            rounds_ok,
+            f"= {profile.reconnect_rounds}",
+            rounds_ok == profile.reconnect_rounds,
+        )
+        _supervision_figures(result, workers)
+    finally:
+        workers.stop()
+        crm.close()
+
+
 # --- Runner ------------------------------------------------------------------------------------------------
 
 TITLES = {
@@ -1118,12 +1383,14 @@ TITLES = {
     "c": "conversions: sandbox times out 10% after accepting",
     "d": "sync: PostgreSQL restarted mid-run",
     "e": "broker visibility timeout > every retry delay",
+    "f": "webhooks: Redis stopped while a fresh worker reconnects",
 }
 SCENARIOS: dict[str, Callable[[Run, ScenarioResult], None]] = {
     "a": scenario_webhooks_under_faults,
     "c": scenario_conversions_timeouts,
     "d": scenario_postgres_restart,
     "e": scenario_visibility_timeout,
+    "f": scenario_redis_outage_fresh_worker,
 }
 
 
