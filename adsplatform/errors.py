@@ -10,6 +10,8 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from campaigns import access
+
 logger = logging.getLogger(__name__)
 
 _MESSAGES_BY_CODE = {
@@ -37,8 +39,10 @@ def _first_message(detail: Any) -> str:
 
 def api_exception_handler(exc: Exception, context: dict) -> Any:
     """DRF's handler, reshaped. Unexpected exceptions stay 500s (and are bugs)."""
-    if isinstance(exc, Http404):
+    if isinstance(exc, Http404 | access.NotVisible):
         exc = exceptions.NotFound()
+    elif isinstance(exc, access.AccessDenied):
+        exc = exceptions.PermissionDenied(str(exc))
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)

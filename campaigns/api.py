@@ -19,8 +19,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adsplatform.query_params import validated_query
-from campaigns import selectors, services
-from campaigns.models import AdAccount, CampaignStatus, Platform, SyncRun
+from campaigns import access, selectors, services
+from campaigns.models import AccountRole, AdAccount, CampaignStatus, Platform, SyncRun
 
 MAX_RANGE_DAYS = 400
 # No ad platform reports earlier; it also keeps "date_to - 30 days" inside the calendar.
@@ -162,13 +162,24 @@ def campaign_row(row: dict[str, Any], date_from: date, date_to: date) -> dict[st
     }
 
 
+# --- Access ---------------------------------------------------------------------------------------
+
+
+def _visible_account_ids(request) -> frozenset[int] | None:
+    visible = access.visible_account_ids(request.user)
+    return None if visible is None else frozenset(visible)
+
+
 # --- Caching with ETags ------------------------------------------------------------------------
 
 
 def _cached_json(request, scope: str, build) -> HttpResponse:
     """Serve ``build()`` as JSON from the cache (keyed by the query and the sync generation)
     with an ETag; a matching If-None-Match gets 304 and no body."""
-    query = request.GET.urlencode()
+    # The caller's accounts are part of the key: two users asking the same query see different rows.
+    visible = _visible_account_ids(request)
+    who = "all" if visible is None else ",".join(map(str, sorted(visible)))
+    query = f"{who}|{request.GET.urlencode()}"
     key = f"api:{scope}:g{services.campaign_cache_generation()}:{hashlib.sha256(query.encode()).hexdigest()[:32]}"
     body = cache.get(key)
     cache_status = "hit"
@@ -210,6 +221,7 @@ class CampaignListView(APIView):
             account_id=params.get("account"),
             search=params.get("search"),
             ordering=params["ordering"],
+            visible_account_ids=_visible_account_ids(request),
         )
         page, size = params["page"], params["page_size"]
         count = selectors.campaign_queryset(filters).count()
@@ -253,7 +265,7 @@ class CampaignDetailView(APIView):
     def get(self, request, campaign_id):
         params = validated_query(CampaignDateRangeParams, request, context={"campaign_id": campaign_id})
         campaign = get_object_or_404(
-            selectors.campaign_queryset(_all_of(params)).select_related("account"), pk=campaign_id
+            selectors.campaign_queryset(_all_of(params, request)).select_related("account"), pk=campaign_id
         )
         totals = selectors.campaign_window_totals(
             campaign=campaign, date_from=params["date_from"], date_to=params["date_to"]
@@ -276,8 +288,11 @@ class CampaignDetailView(APIView):
         return Response(campaign_row(row, params["date_from"], params["date_to"]))
 
 
-def _all_of(params: dict[str, Any]) -> selectors.CampaignFilters:
-    return selectors.CampaignFilters(date_from=params["date_from"], date_to=params["date_to"])
+def _all_of(params: dict[str, Any], request) -> selectors.CampaignFilters:
+    """Every campaign the caller may see: one of another account is a 404 like a missing one."""
+    return selectors.CampaignFilters(
+        date_from=params["date_from"], date_to=params["date_to"], visible_account_ids=_visible_account_ids(request)
+    )
 
 
 class CampaignMetricsView(APIView):
@@ -303,7 +318,7 @@ class CampaignMetricsView(APIView):
     def get(self, request, campaign_id):
         params = validated_query(CampaignDateRangeParams, request, context={"campaign_id": campaign_id})
         campaign = get_object_or_404(
-            selectors.campaign_queryset(_all_of(params)).select_related("account"), pk=campaign_id
+            selectors.campaign_queryset(_all_of(params, request)).select_related("account"), pk=campaign_id
         )
         days = [
             {**day, "conversions": float(day["conversions"])}
@@ -346,6 +361,7 @@ class SummaryView(APIView):
                 date_to=params["date_to"],
                 platform=params.get("platform"),
                 account_id=params.get("account"),
+                visible_account_ids=_visible_account_ids(request),
             )
             totals = [
                 {
@@ -414,13 +430,14 @@ class SyncRunSerializer(serializers.ModelSerializer):
 class AccountListView(APIView):
     @extend_schema(operation_id="accounts_list", responses=AccountSerializer(many=True))
     def get(self, request):
-        return Response(AccountSerializer(selectors.account_list(), many=True).data)
+        return Response(AccountSerializer(selectors.account_list(user=request.user), many=True).data)
 
 
 class AccountSyncView(APIView):
     @extend_schema(operation_id="accounts_sync", request=None, responses={202: SyncRunSerializer})
     def post(self, request, account_id: int):
-        account = get_object_or_404(AdAccount, pk=account_id)
+        account = get_object_or_404(access.visible_accounts(request.user), pk=account_id)
+        access.require_role(request.user, account.pk, access.ADVERTISER)
         run = services.sync_run_create(account=account, trigger=SyncRun.Trigger.MANUAL)
         return Response(SyncRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
@@ -441,7 +458,36 @@ class SyncRunListView(ListAPIView):
 
     def get_queryset(self):
         params = validated_query(SyncRunListParams, self.request)
-        return selectors.sync_run_list(account_id=params.get("account"), status=params.get("status"))
+        return selectors.sync_run_list(
+            user=self.request.user, account_id=params.get("account"), status=params.get("status")
+        )
+
+
+class MeAccountSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    platform = serializers.CharField()
+    external_id = serializers.CharField()
+    role = serializers.ChoiceField(choices=AccountRole.values)
+
+
+class MeSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    is_superuser = serializers.BooleanField()
+    accounts = MeAccountSerializer(many=True)
+
+
+class MeView(APIView):
+    """Who the caller is and their role on each account they can see: what a frontend may show."""
+
+    @extend_schema(operation_id="me", responses=MeSerializer)
+    def get(self, request):
+        accounts = [
+            {"id": account.pk, "platform": account.platform, "external_id": account.external_id, "role": role}
+            for account, role in access.accounts_with_roles(request.user)
+        ]
+        return Response(
+            {"username": request.user.get_username(), "is_superuser": request.user.is_superuser, "accounts": accounts}
+        )
 
 
 urlpatterns = [
@@ -452,4 +498,5 @@ urlpatterns = [
     path("accounts/", AccountListView.as_view(), name="account-list"),
     path("accounts/<int:account_id>/sync/", AccountSyncView.as_view(), name="account-sync"),
     path("sync-runs/", SyncRunListView.as_view(), name="sync-run-list"),
+    path("me/", MeView.as_view(), name="me"),
 ]

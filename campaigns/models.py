@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 
@@ -163,3 +165,73 @@ class SyncRun(models.Model):
             return None
         end = self.finished_at or timezone.now()
         return round((end - self.started_at).total_seconds(), 3)
+
+
+class AccountRole(models.TextChoices):
+    """The three levels both platforms use themselves (Google Ads: Read only / Standard / Admin;
+    Meta: Analyst / Advertiser / Admin)."""
+
+    VIEWER = "viewer", "Viewer: reads"
+    ADVERTISER = "advertiser", "Advertiser: budgets, status, proposals, lead stages, syncs, conversions"
+    ADMIN = "admin", "Admin: also guardrails, routing, destinations, service keys and access"
+
+
+class AccountAccess(models.Model):
+    """A role on one ad account, or on every account (no account), for a user or for a group."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="account_access"
+    )
+    group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="account_access"
+    )
+    account = models.ForeignKey(
+        AdAccount,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="access",
+        help_text="Empty: every account, today's and future ones (and records tied to no account).",
+    )
+    role = models.CharField(max_length=16, choices=AccountRole.choices)
+    granted_by = models.CharField(max_length=150, blank=True, help_text="Who granted it (kept if they are deleted).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "account access"
+        verbose_name_plural = "account access"
+        ordering = ("user__username", "group__name", "account__name")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, group__isnull=True) | Q(user__isnull=True, group__isnull=False),
+                name="account_access_user_xor_group",
+            ),
+            # One role per grantee and account (and one "every account" role): a second grant
+            # changes the role instead of piling up rows that disagree.
+            models.UniqueConstraint(
+                fields=("user", "account"),
+                condition=Q(user__isnull=False, account__isnull=False),
+                name="uniq_account_access_user_account",
+            ),
+            models.UniqueConstraint(
+                fields=("user",),
+                condition=Q(user__isnull=False, account__isnull=True),
+                name="uniq_account_access_user_all",
+            ),
+            models.UniqueConstraint(
+                fields=("group", "account"),
+                condition=Q(group__isnull=False, account__isnull=False),
+                name="uniq_account_access_group_account",
+            ),
+            models.UniqueConstraint(
+                fields=("group",),
+                condition=Q(group__isnull=False, account__isnull=True),
+                name="uniq_account_access_group_all",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = self.user.get_username() if self.user_id else f"group {self.group.name}"
+        where = self.account.name if self.account_id else "every account"
+        return f"{who}: {self.role} on {where}"

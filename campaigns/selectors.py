@@ -23,6 +23,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Cast, Coalesce, NullIf
 
+from campaigns import access
 from campaigns.models import AdAccount, Campaign, DailyMetric, SyncRun
 
 METRIC_FIELDS = ("impressions", "clicks", "cost_micros", "conversions", "conversion_value_micros")
@@ -48,6 +49,8 @@ class CampaignFilters:
     account_id: int | None = None
     search: str | None = None
     ordering: str = "name"  # a key of ORDERINGS, optionally prefixed with "-"
+    # The accounts the caller may see (campaigns.access.visible_account_ids); None: every account.
+    visible_account_ids: frozenset[int] | None = None
 
 
 def _window_sum(field: str, date_from: date, date_to: date):
@@ -75,6 +78,8 @@ def campaign_queryset(filters: CampaignFilters) -> QuerySet[Campaign]:
         queryset = queryset.filter(platform=filters.platform)
     if filters.status:
         queryset = queryset.filter(status=filters.status)
+    if filters.visible_account_ids is not None:
+        queryset = queryset.filter(account_id__in=filters.visible_account_ids)
     if filters.account_id:
         queryset = queryset.filter(account_id=filters.account_id)
     if filters.search:
@@ -185,10 +190,17 @@ def campaign_daily_series(*, campaign: Campaign, date_from: date, date_to: date)
 
 
 def summary_by_platform_and_currency(
-    *, date_from: date, date_to: date, platform: str | None = None, account_id: int | None = None
+    *,
+    date_from: date,
+    date_to: date,
+    platform: str | None = None,
+    account_id: int | None = None,
+    visible_account_ids: frozenset[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Totals per (platform, currency): money in different currencies is never added up."""
     metrics = DailyMetric.objects.filter(date__gte=date_from, date__lte=date_to)
+    if visible_account_ids is not None:
+        metrics = metrics.filter(campaign__account_id__in=visible_account_ids)
     if platform:
         metrics = metrics.filter(campaign__platform=platform)
     if account_id:
@@ -216,12 +228,13 @@ def derived_metrics(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def account_list() -> QuerySet[AdAccount]:
-    return AdAccount.objects.annotate(campaign_count=Count("campaigns")).order_by("platform", "name")
+def account_list(*, user: Any) -> QuerySet[AdAccount]:
+    accounts = access.visible_accounts(user)
+    return accounts.annotate(campaign_count=Count("campaigns")).order_by("platform", "name")
 
 
-def sync_run_list(*, account_id: int | None = None, status: str | None = None) -> QuerySet[SyncRun]:
-    runs = SyncRun.objects.select_related("account")
+def sync_run_list(*, user: Any, account_id: int | None = None, status: str | None = None) -> QuerySet[SyncRun]:
+    runs = access.scope_queryset(SyncRun.objects.select_related("account"), user)
     if account_id:
         runs = runs.filter(account_id=account_id)
     if status:

@@ -23,9 +23,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
+from campaigns import access
 from campaigns.models import Platform
 from conversions import selectors, services
-from conversions.authentication import ServiceKeyAuthentication
+from conversions.authentication import ServiceKeyAuthentication, ServicePrincipal
 from conversions.models import Conversion, ConversionAction
 from platforms.base import MICROS_PER_UNIT
 
@@ -251,6 +252,19 @@ class _IngestView(APIView):
     def ingest(self, *, items: list[dict[str, Any]], idempotency_key: str, source: str) -> services.IngestOutcome:
         raise NotImplementedError
 
+    def action_reference(self, item: dict[str, Any]) -> str:
+        return str(item.get("conversion_action") or "")
+
+    def check_account_roles(self, request, items: list[dict[str, Any]]) -> None:
+        """A person posting with a JWT needs the advertiser role on every account the batch
+        writes to, before anything is stored. (A service key is the server's own credential.)"""
+        if isinstance(request.user, ServicePrincipal):
+            return
+        for account_id in selectors.conversion_action_account_ids(
+            platform=self.platform, references=[self.action_reference(item) for item in items]
+        ):
+            access.require_role(request.user, account_id, access.ADVERTISER)
+
     def _items(self, body: Any) -> tuple[list[Any], bool]:
         if isinstance(body, dict) and self.batch_key in body:
             items = body[self.batch_key]
@@ -281,6 +295,7 @@ class _IngestView(APIView):
                 errors.update(_flatten(serializer.errors, prefix))
         if errors:
             raise exceptions.ValidationError(errors)
+        self.check_account_roles(request, items)
         source = str(request.user.username) if request.user else ""
         try:
             outcome = self.ingest(
@@ -325,6 +340,7 @@ class GoogleConversionIngestView(_IngestView):
     item_serializer = GoogleConversionInSerializer
     batch_key = "conversions"
     max_batch = services.MAX_BATCH[Platform.GOOGLE]
+    platform = Platform.GOOGLE
 
     def ingest(self, *, items: list[dict[str, Any]], idempotency_key: str, source: str) -> services.IngestOutcome:
         return services.conversions_ingest_google(items=items, idempotency_key=idempotency_key, source=source)
@@ -354,6 +370,10 @@ class MetaConversionIngestView(_IngestView):
     item_serializer = MetaEventInSerializer
     batch_key = "events"
     max_batch = services.MAX_BATCH[Platform.META]
+    platform = Platform.META
+
+    def action_reference(self, item: dict[str, Any]) -> str:
+        return str(item.get("conversion_action") or item.get("pixel_id") or "")
 
     def ingest(self, *, items: list[dict[str, Any]], idempotency_key: str, source: str) -> services.IngestOutcome:
         return services.conversions_ingest_meta(items=items, idempotency_key=idempotency_key, source=source)
@@ -411,7 +431,7 @@ class ConversionListView(generics.ListAPIView):
     filterset_class = ConversionFilter
 
     def get_queryset(self):
-        return selectors.conversion_list()
+        return access.scope_queryset(selectors.conversion_list(), self.request.user)
 
 
 class ConversionActionFilter(django_filters.FilterSet):
@@ -432,7 +452,7 @@ class ConversionActionListView(generics.ListAPIView):
     filterset_class = ConversionActionFilter
 
     def get_queryset(self):
-        return selectors.conversion_action_list()
+        return access.scope_queryset(selectors.conversion_action_list(), self.request.user)
 
 
 urlpatterns = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -155,3 +155,16 @@ def conversion_csv_rows(*, queryset: QuerySet[Conversion]) -> Iterator[list[str]
             c.request_id,
             c.created_at.isoformat(),
         ]
+
+
+def conversion_action_account_ids(*, platform: str, references: Iterable[str]) -> set[int]:
+    """The accounts of the actions a batch names (a Meta event naming none: the default pixel's).
+    Unknown references are left out: ingestion refuses them with its own message."""
+    found: set[int] = set()
+    for reference in set(references):
+        action = conversion_action_find(platform=platform, reference=reference) if reference else None
+        if action is None and not reference and platform == "meta":
+            action = meta_default_action()
+        if action is not None:
+            found.add(action.account_id)
+    return found

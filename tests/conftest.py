@@ -71,14 +71,37 @@ def _test_settings(settings):
 
 @pytest.fixture
 def user(db):
-    """A non-staff user: can read the API, cannot change budgets."""
-    return get_user_model().objects.create_user("analyst", "analyst@example.com", PASSWORD)
+    """A non-staff user with the viewer role on every account: reads the API, changes nothing."""
+    from campaigns.access import VIEWER, account_access_grant
+
+    analyst = get_user_model().objects.create_user("analyst", "analyst@example.com", PASSWORD)
+    account_access_grant(user=analyst, account=None, role=VIEWER)
+    return analyst
 
 
 @pytest.fixture
 def staff_user(db):
     """A superuser staff member: the operator who works in Django admin."""
     return get_user_model().objects.create_superuser("operator", "operator@example.com", PASSWORD)
+
+
+@pytest.fixture
+def client_with_role(db):
+    """A JWT client for a new user holding ``role`` on ``accounts`` (None: every account)."""
+    from campaigns.access import account_access_grant
+
+    made = iter(range(1, 1000))
+
+    def make(role: str, accounts=None, *, username: str | None = None) -> APIClient:
+        person = get_user_model().objects.create_user(username or f"{role}-{next(made)}", password=PASSWORD)
+        for account in accounts if accounts is not None else [None]:
+            account_access_grant(user=person, account=account, role=role)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(person).access_token}")
+        client.user = person
+        return client
+
+    return make
 
 
 @pytest.fixture

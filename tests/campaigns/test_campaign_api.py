@@ -211,9 +211,12 @@ def test_summary_never_adds_currencies(auth_client, two_platforms):
     assert totals[1]["cost_micros"] == 90_000_000
 
 
-def test_accounts_and_manual_sync(auth_client, two_platforms, django_capture_on_commit_callbacks):
+def test_accounts_and_manual_sync(auth_client, client_with_role, two_platforms, django_capture_on_commit_callbacks):
     accounts = auth_client.get("/api/v1/accounts/").json()
     assert {a["name"] for a in accounts} == {"Acme US", "Acme EU"}
+    refused = auth_client.post(f"/api/v1/accounts/{two_platforms['google'].id}/sync/")
+    assert refused.status_code == 403 and "advertiser" in refused.json()["error"]["message"]
+    auth_client = client_with_role("advertiser")
     with django_capture_on_commit_callbacks() as callbacks:
         response = auth_client.post(f"/api/v1/accounts/{two_platforms['google'].id}/sync/")
     assert response.status_code == 202

@@ -11,7 +11,8 @@ from rest_framework.test import APIClient
 
 from adsplatform.urls import urlpatterns as root_urlpatterns
 from conversions.api import GoogleConversionIngestView
-from conversions.models import Conversion, IngestRequest, ServiceApiKey
+from conversions.models import Conversion, ConversionAction, IngestRequest, ServiceApiKey
+from tests.campaigns.factories import AdAccountFactory
 from tests.conversions.conftest import META_PIXEL, google_conversion, meta_event
 
 GOOGLE_URL = "/api/v1/conversions/google"
@@ -67,8 +68,20 @@ def test_service_key_is_accepted_and_recorded_as_the_source(service_client, acti
 
 
 @pytest.mark.django_db
-def test_a_users_jwt_is_accepted(auth_client, actions):
-    assert auth_client.post(GOOGLE_URL, google_conversion(), format="json").status_code == 202
+def test_a_users_jwt_needs_the_advertiser_role_on_the_actions_account(auth_client, client_with_role, actions):
+    refused = auth_client.post(GOOGLE_URL, google_conversion(), format="json")  # a viewer everywhere
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
+    action = ConversionAction.objects.get(
+        account__platform="google", external_id=google_conversion()["conversion_action"]
+    )
+    other_account = AdAccountFactory(platform="google")
+    assert (
+        client_with_role("advertiser", [other_account]).post(GOOGLE_URL, google_conversion(), format="json").status_code
+        == 404
+    )
+    assert not Conversion.objects.exists()
+    advertiser = client_with_role("advertiser", [action.account])
+    assert advertiser.post(GOOGLE_URL, google_conversion(), format="json").status_code == 202
 
 
 @pytest.mark.django_db
