@@ -15,27 +15,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adsplatform.query_params import validated_query
+from campaigns import access
 from campaigns.models import AdAccount, Campaign
 from optimization import selectors, services
 from optimization.models import Alert, OptimizationRun
 
-CHANGE_BUDGET_PERMISSION = "optimization.change_budget"
-VIEW_RUNS_PERMISSION = "optimization.view_optimizationrun"
 
+class CanChangeBudgetsSomewhere(BasePermission):
+    """A first, cheap refusal for callers with no advertiser role anywhere; the role on the
+    campaign's own account is asked by the view once it has found the campaign."""
 
-class CanChangeBudgets(BasePermission):
-    message = "Changing budgets needs the “Can change campaign budgets” permission."
-
-    def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.has_perm(CHANGE_BUDGET_PERMISSION))
-
-
-class CanViewRuns(BasePermission):
-    message = "Reading budget changes needs the “Can view optimization run” permission."
+    message = access.ROLE_NEEDED[access.ADVERTISER]
 
     def has_permission(self, request, view) -> bool:
-        user = request.user
-        return bool(user and (user.has_perm(VIEW_RUNS_PERMISSION) or user.has_perm(CHANGE_BUDGET_PERMISSION)))
+        return access.has_role_anywhere(request.user, access.ADVERTISER)
 
 
 class BudgetRefused(APIException):
@@ -166,7 +159,7 @@ class AlertSerializer(serializers.ModelSerializer):
 
 
 class CampaignBudgetView(APIView):
-    permission_classes = (IsAuthenticated, CanChangeBudgets)
+    permission_classes = (IsAuthenticated,)
 
     @extend_schema(
         operation_id="campaign_budget_change",
@@ -184,7 +177,10 @@ class CampaignBudgetView(APIView):
         tags=["budgets"],
     )
     def post(self, request, campaign_id):
-        campaign = get_object_or_404(Campaign.objects.select_related("account"), pk=campaign_id)
+        campaign = get_object_or_404(
+            access.scope_queryset(Campaign.objects.select_related("account"), request.user), pk=campaign_id
+        )
+        access.require_role(request.user, campaign.account_id, access.ADVERTISER)
         params = BudgetChangeRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
@@ -212,19 +208,15 @@ class OptimizationRunListView(generics.ListAPIView):
     serializer_class = OptimizationRunSerializer
     filter_backends = ()
 
-    def get_permissions(self):
-        if self.request.method == "POST":
-            return [IsAuthenticated(), CanChangeBudgets()]
-        return [IsAuthenticated(), CanViewRuns()]
-
     def get_queryset(self):
         params = validated_query(RunListParams, self.request)
-        return selectors.run_list(
+        runs = selectors.run_list(
             campaign_id=params.get("campaign"),
             account_id=params.get("account"),
             status=params.get("status"),
             source=params.get("source"),
         )
+        return access.scope_queryset(runs, self.request.user, account_field="campaign__account")
 
     @extend_schema(
         operation_id="optimization_run_list",
@@ -256,7 +248,17 @@ class OptimizationRunListView(generics.ListAPIView):
         params = OptimizerRunRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         account = params.validated_data.get("account")
-        accounts = [account] if account else list(selectors.optimizer_accounts())
+        if account is not None:
+            access.require_role(request.user, account.pk, access.ADVERTISER)
+            accounts = [account]
+        else:  # every account the caller may change budgets on
+            accounts = list(
+                access.scope_queryset(
+                    selectors.optimizer_accounts(), request.user, account_field="pk", role=access.ADVERTISER
+                )
+            )
+            if not accounts:
+                access.require_role(request.user, None, access.ADVERTISER)
         runs: list[OptimizationRun] = []
         for each in accounts:
             runs += services.optimizer_run(account=each, actor=request.user, apply=not params.validated_data["dry_run"])
@@ -265,7 +267,7 @@ class OptimizationRunListView(generics.ListAPIView):
 
 
 class OptimizationRunApplyView(APIView):
-    permission_classes = (IsAuthenticated, CanChangeBudgets)
+    permission_classes = (IsAuthenticated, CanChangeBudgetsSomewhere)
 
     @extend_schema(
         operation_id="optimization_run_apply",
@@ -276,7 +278,13 @@ class OptimizationRunApplyView(APIView):
         tags=["budgets"],
     )
     def post(self, request, pk: int):
-        run = get_object_or_404(OptimizationRun, pk=pk)
+        run = get_object_or_404(
+            access.scope_queryset(
+                OptimizationRun.objects.select_related("campaign"), request.user, account_field="campaign__account"
+            ),
+            pk=pk,
+        )
+        access.require_role(request.user, run.campaign.account_id, access.ADVERTISER)
         if run.status != OptimizationRun.Status.PROPOSED:
             raise ProposalConflict(f"Only proposed changes can be applied; #{run.pk} is {run.status}.")
         run = _call_budget_service(services.proposal_approve, run=run, actor=request.user)
@@ -294,7 +302,9 @@ class AlertListView(generics.ListAPIView):
 
     def get_queryset(self):
         params = validated_query(AlertListParams, self.request)
-        return selectors.alert_list(state=params.get("state"), kind=params.get("kind"))
+        return access.scope_queryset(
+            selectors.alert_list(state=params.get("state"), kind=params.get("kind")), self.request.user
+        )
 
     @extend_schema(
         operation_id="alert_list",

@@ -11,6 +11,7 @@ from optimization.models import AccountBudgetSettings, OptimizationRun
 from optimization.tasks import retry_delay
 from platforms.base import RateLimitedError, TransientError
 from platforms.registry import get_platform
+from tests.campaigns.factories import AdAccountFactory
 from tests.optimization.conftest import own_budget_campaign, sync
 
 pytestmark = pytest.mark.django_db
@@ -202,13 +203,19 @@ def test_a_reason_is_required(staff_client, google_account):
     assert_refused(response, "required", "reason", "reason is required")
 
 
-def test_users_without_the_change_budget_permission_get_403(auth_client, google_account):
+def test_a_viewer_gets_403_and_an_advertiser_of_another_account_404(auth_client, client_with_role, google_account):
     campaign = own_budget_campaign(google_account)
+    budget = campaign.daily_budget_micros
 
-    response = post_budget(auth_client, campaign, campaign.daily_budget_micros + 1_000_000)
-
+    response = post_budget(auth_client, campaign, budget + 1_000_000)  # a viewer of every account
     assert response.status_code == 403
-    assert "change campaign budgets" in response.json()["error"]["message"]
+    assert "advertiser role" in response.json()["error"]["message"]
+
+    elsewhere = client_with_role("advertiser", [AdAccountFactory(platform="google")])
+    assert post_budget(elsewhere, campaign, budget + 1_000_000).status_code == 404
+    assert not OptimizationRun.objects.exists()
+    campaign.refresh_from_db()
+    assert campaign.daily_budget_micros == budget
 
 
 def test_unreachable_platform_is_a_503_and_changes_nothing(staff_client, google_account, sandbox):
