@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import django_filters
@@ -15,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from adsplatform.errors import error_body
 from webhooks import selectors, services
 from webhooks.models import Lead, LeadDelivery, LeadStage, Priority, WebhookSource
 
@@ -26,12 +26,6 @@ class WebhookUnauthorized(exceptions.APIException):
     status_code = status.HTTP_401_UNAUTHORIZED
     default_code = "unauthorized"
     default_detail = "The webhook secret is missing or wrong."
-
-
-class InvalidWebhookBody(exceptions.APIException):
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_code = "invalid_body"
-    default_detail = "The body must be a JSON object."
 
 
 _ERROR = inline_serializer(
@@ -62,21 +56,27 @@ _ERROR_RESPONSES = {
 }
 
 
-def _json_object(request: Request) -> tuple[bytes, dict[str, Any]]:
-    """The raw bytes (for signatures and the inbox) and the JSON object they hold."""
-    media_type = (request.content_type or "").split(";")[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise exceptions.UnsupportedMediaType(
-            media_type or "(none)", detail=f"Send Content-Type: application/json, not {media_type or 'nothing'}."
-        )
+def _read_body(request: Request, *, accepted: tuple[str, ...]) -> tuple[bytes, str, dict[str, Any]]:
+    """The raw bytes (for signatures and the inbox), their content type and the object they hold.
+
+    Raises ``services.WebhookBodyError`` for a body that would only fail later: it is refused here.
+    """
+    content_type = request.META.get("CONTENT_TYPE", "")
     raw_body = request.body  # already read (and size-checked) by BodySizeLimitMiddleware
-    try:
-        payload = json.loads(raw_body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise exceptions.ParseError(f"({type(exc).__name__})") from None
-    if not isinstance(payload, dict):
-        raise InvalidWebhookBody(f"The body must be a JSON object, not a {type(payload).__name__}.")
-    return raw_body, payload
+    payload = services.webhook_body_parse(raw_body=raw_body, content_type=content_type, accepted=accepted)
+    return raw_body, content_type, payload
+
+
+def _refusal(exc: services.WebhookBodyError) -> Response:
+    """415 for a content type we do not read, else 400; the error shape, with what was wrong."""
+    if isinstance(exc, services.WebhookMediaTypeError):
+        http_status = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    else:
+        http_status = status.HTTP_400_BAD_REQUEST
+    message = str(exc)
+    if exc.code == "parse_error":
+        message = f"The request body is not valid JSON. {message}"
+    return Response(error_body(exc.code, message, exc.details or None), status=http_status)
 
 
 def _headers(request: Request) -> dict[str, str]:
@@ -112,14 +112,22 @@ class RelayWebhookView(APIView):
         operation_id="webhooks_zapier",
         summary="Receive a lead relayed by Make.com or Zapier",
         description=(
-            "A JSON object of lead fields, flat (lead_id, email, phone, full_name or first_name/last_name, "
-            "campaign_id, form_id, gclid, custom answers) or a relayed Google lead form body "
-            "(user_column_data). Authenticate with `X-Webhook-Secret`, or sign the raw body the Standard "
-            "Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature`; 5-minute tolerance). "
-            "The event is stored before the answer; a repeat of the same lead_id (or webhook-id, or body) "
-            "answers 200 `duplicate` with the first event's id."
+            "Lead fields, flat (lead_id, email, phone, full_name or first_name/last_name, campaign_id, "
+            "form_id, gclid, an `answers` object or other keys as custom answers) or a relayed Google lead "
+            "form body (user_column_data), as `application/json`, `application/x-www-form-urlencoded` or "
+            "`multipart/form-data` (UTF-8, text fields only). Form keys are unflattened the way Make.com "
+            "and Zapier flatten them: `answers[budget]` and `answers__budget` are `answers.budget`; "
+            "`tags[]`, `tags[0]` or a repeated `tags` make a list. Authenticate with `X-Webhook-Secret`, or "
+            "sign the raw body bytes as sent the Standard Webhooks way (`webhook-id`, `webhook-timestamp`, "
+            "`webhook-signature`; 5-minute tolerance). The event is stored as sent, before the answer; a "
+            "repeat of the same lead_id (or webhook-id, or body) answers 200 `duplicate` with the first "
+            "event's id. Strict JSON only (no NaN/Infinity, no lone surrogates); other content types: 415."
         ),
-        request={"application/json": OpenApiTypes.OBJECT},
+        request={
+            "application/json": OpenApiTypes.OBJECT,
+            "application/x-www-form-urlencoded": OpenApiTypes.OBJECT,
+            "multipart/form-data": OpenApiTypes.OBJECT,
+        },
         parameters=[
             OpenApiParameter("X-Webhook-Secret", str, OpenApiParameter.HEADER, required=False),
             OpenApiParameter("webhook-id", str, OpenApiParameter.HEADER, required=False),
@@ -138,11 +146,13 @@ class RelayWebhookView(APIView):
             services.webhook_event_record_refusal(source_label="zapier", outcome="unauthorized")
             raise WebhookUnauthorized(str(exc)) from None
         try:
-            raw_body, payload = _json_object(request)
-        except exceptions.APIException:
+            raw_body, content_type, payload = _read_body(request, accepted=services.RELAY_MEDIA_TYPES)
+        except services.WebhookBodyError as exc:
             services.webhook_event_record_refusal(source_label=source.name, outcome="invalid")
-            raise
-        result = services.webhook_event_ingest(source=source, raw_body=raw_body, headers=headers, payload=payload)
+            return _refusal(exc)
+        result = services.webhook_event_ingest(
+            source=source, raw_body=raw_body, headers=headers, payload=payload, content_type=content_type
+        )
         return _receipt(result, accepted_status=status.HTTP_202_ACCEPTED)
 
 
@@ -168,17 +178,17 @@ class GoogleLeadFormWebhookView(APIView):
     )
     def post(self, request: Request) -> Response:
         try:
-            raw_body, payload = _json_object(request)
-        except exceptions.APIException:
+            raw_body, content_type, payload = _read_body(request, accepted=services.GOOGLE_MEDIA_TYPES)
+        except services.WebhookBodyError as exc:
             services.webhook_event_record_refusal(source_label="google-lead-form", outcome="invalid")
-            raise
+            return _refusal(exc)
         try:
             source = services.webhook_source_authenticate_google(google_key=payload.get("google_key"))
         except services.WebhookAuthError as exc:
             services.webhook_event_record_refusal(source_label="google-lead-form", outcome="unauthorized")
             raise WebhookUnauthorized(str(exc)) from None
         result = services.webhook_event_ingest(
-            source=source, raw_body=raw_body, headers=_headers(request), payload=payload
+            source=source, raw_body=raw_body, headers=_headers(request), payload=payload, content_type=content_type
         )
         # Google treats anything but 200 as a failure to retry.
         return _receipt(result, accepted_status=status.HTTP_200_OK)

@@ -21,7 +21,12 @@ class WebhookSource(models.Model):
     kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.RELAY)
     secret = models.CharField(
         max_length=255,
-        help_text="Shared secret, google_key, or a Standard Webhooks signing secret (whsec_...).",
+        help_text=(
+            "Shared secret, google_key, or a Standard Webhooks signing secret (whsec_...). "
+            "WEBHOOK_SECRET / GOOGLE_LEAD_FORM_KEY only create the zapier / google-lead-form source when it "
+            "does not exist yet; from then on this field is the secret: a restart does not put the "
+            "environment's value back, and changing the environment variable does not change it."
+        ),
     )
     previous_secret = models.CharField(
         max_length=255,
@@ -55,7 +60,14 @@ class WebhookEvent(models.Model):
     dedupe_key = models.CharField(
         max_length=255, help_text="lead:<lead_id>, msg:<webhook-id> or sha256:<body hash>; unique per source."
     )
+    # The body as sent (UTF-8 text, checked at the door), read again with its own content type when
+    # processed: signatures stay checkable and a form body is never re-encoded into something else.
     raw_body = models.TextField()
+    content_type = models.CharField(
+        max_length=255,
+        default="application/json",
+        help_text="As sent, with its parameters (a multipart body needs its boundary to be read).",
+    )
     headers = models.JSONField(default=dict, blank=True, help_text="The headers that matter; never the secret.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     attempts = models.PositiveIntegerField(default=0)

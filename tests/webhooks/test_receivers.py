@@ -300,12 +300,37 @@ def test_signature_without_id_or_timestamp_is_refused(api_client, relay_source):
 # --- Everything else that is not a lead ------------------------------------------------------
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "application/octet-stream", ""])
 def test_wrong_content_type_is_415(api_client, relay_source, google_source, content_type):
-    for path, headers in ((ZAPIER, {"X-Webhook-Secret": RELAY_SECRET}), (GOOGLE, {})):
-        response = post_json(api_client, path, google_payload(), content_type=content_type, **headers)
-        error = assert_error(response, 415, "unsupported_media_type")
-        assert "application/json" in error["message"]
+    response = post_json(
+        api_client, ZAPIER, google_payload(), content_type=content_type, **{"X-Webhook-Secret": RELAY_SECRET}
+    )
+    error = assert_error(response, 415, "unsupported_media_type")
+    for accepted in ("application/json", "application/x-www-form-urlencoded", "multipart/form-data"):
+        assert accepted in error["message"]
+    assert error["details"]["accepted"] == [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ]
+
+    error = assert_error(
+        post_json(api_client, GOOGLE, google_payload(), content_type=content_type), 415, "unsupported_media_type"
+    )
+    assert "application/json" in error["message"]
+    assert WebhookEvent.objects.count() == 0
+
+
+def test_google_lead_form_takes_json_only(api_client, google_source):
+    response = post_json(
+        api_client,
+        GOOGLE,
+        None,
+        raw=b"lead_id=1&google_key=" + GOOGLE_KEY.encode(),
+        content_type="application/x-www-form-urlencoded",
+    )
+    error = assert_error(response, 415, "unsupported_media_type")
+    assert "multipart" not in error["message"]
     assert WebhookEvent.objects.count() == 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -34,10 +33,12 @@ from webhooks.models import (
 from webhooks.services.common import INT64_MAX, INT64_MIN, LeadPayloadError, setting
 from webhooks.services.deliveries import lead_delivery_awaits_digest
 from webhooks.services.receiving import (
+    WebhookBodyError,
     enqueue_delivery,
     enqueue_event_processing,
     enqueue_events_processing,
     unwrap_relayed,
+    webhook_body_parse,
 )
 from webhooks.services.sources import shared_version
 
@@ -175,6 +176,8 @@ _GOOGLE_COLUMNS = {
     "WORK_PHONE": "phone",
 }
 # Envelope fields that are not the lead's answers (google_key is a secret: never copied).
+# Keys whose object holds the custom answers one level down.
+_ANSWER_GROUPS = {"answers", "custom_answers"}
 _NOT_ANSWERS = {"google_key", "api_version", "user_column_data", "lead_stage", "data", "body", "payload"}
 
 
@@ -215,7 +218,13 @@ def lead_data_from_payload(payload: Mapping[str, Any]) -> LeadData:
         # its answers in user_column_data, and its unknown top-level fields are ignored.
         for key, value in body.items():
             lowered = str(key).strip().lower()
-            if lowered not in used_keys and lowered not in _NOT_ANSWERS and not lowered.endswith("_key"):
+            if lowered in _ANSWER_GROUPS and isinstance(value, Mapping):
+                # {"answers": {"budget": ...}} in JSON, answers[budget] / answers__budget in a form:
+                # the form's answers themselves, which routing names as answers.<question>.
+                for question, answer in value.items():
+                    if not str(question).strip().lower().endswith("_key"):
+                        answers.setdefault(str(question)[:100], answer)
+            elif lowered not in used_keys and lowered not in _NOT_ANSWERS and not lowered.endswith("_key"):
                 answers[str(key)[:100]] = value
 
     full_name = _text(values.get("full_name"))
@@ -498,10 +507,14 @@ def webhook_event_process(*, event_id: int) -> Lead | None:
         try:
             if event.attempts > MAX_EVENT_ATTEMPTS:
                 raise LeadPayloadError(f"Gave up after {MAX_EVENT_ATTEMPTS} attempts; replay it once fixed.")
-            data = lead_data_from_payload(json.loads(event.raw_body))
+            payload = webhook_body_parse(raw_body=event.raw_body.encode("utf-8"), content_type=event.content_type)
+            data = lead_data_from_payload(payload)
         except (ValueError, LeadPayloadError) as exc:
             event.status = WebhookEvent.Status.FAILED
-            event.last_error = str(exc)[:500] if isinstance(exc, LeadPayloadError) else "The body is not valid JSON."
+            # Both kinds of message name fields or positions, never values.
+            event.last_error = (
+                str(exc)[:500] if isinstance(exc, (LeadPayloadError, WebhookBodyError)) else "The body cannot be read."
+            )
             event.processed_at = now
             event.save(update_fields=["status", "attempts", "last_error", "processed_at"])
             WEBHOOK_EVENTS.labels(event.source.name, "failed").inc()

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import queue
+import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
+import orjson
+from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
+from django.core.files.uploadhandler import FileUploadHandler
 from django.db import IntegrityError, connection, transaction
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.utils import timezone
+from django.utils.http import parse_header_parameters
 
 from webhooks.metrics import WEBHOOK_EVENTS
 from webhooks.models import (
@@ -24,6 +33,219 @@ from webhooks.models import (
 from webhooks.services.common import STORED_HEADERS, setting
 
 logger = logging.getLogger(__name__)
+
+
+# --- Reading bodies ----------------------------------------------------------------------------
+
+JSON_MEDIA_TYPE = "application/json"
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+MULTIPART_MEDIA_TYPE = "multipart/form-data"
+# What Make.com's HTTP module and Zapier's "Webhooks by Zapier" send; their XML/raw modes are not leads.
+RELAY_MEDIA_TYPES = (JSON_MEDIA_TYPE, FORM_MEDIA_TYPE, MULTIPART_MEDIA_TYPE)
+GOOGLE_MEDIA_TYPES = (JSON_MEDIA_TYPE,)
+# Deeper than any lead form; a bound keeps a hostile key from building a tower of dictionaries.
+MAX_FORM_KEY_DEPTH = 8
+_BRACKETED_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])+)$")
+_BRACKET = re.compile(r"\[([^\[\]]*)\]")
+
+
+class WebhookBodyError(ValueError):
+    """The body cannot be read as what its content type says: 400 at the door, nothing stored.
+
+    ``code`` is the error code the API answers with; ``details`` never quotes a value (PII).
+    """
+
+    def __init__(self, message: str, *, code: str = "invalid_body", details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details or {}
+
+
+class WebhookMediaTypeError(WebhookBodyError):
+    """A content type the receiver does not read (415)."""
+
+
+def media_type_of(content_type: str) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == JSON_MEDIA_TYPE or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+def _utf8_text(raw_body: bytes, content_type: str) -> str:
+    """The body as text: form bodies are stored as text and their values must be UTF-8."""
+    _, params = parse_header_parameters(content_type or "")
+    charset = (params.get("charset") or "utf-8").strip().lower()
+    if charset not in ("utf-8", "utf8", "us-ascii", "ascii"):
+        raise WebhookBodyError(f"Send the form as UTF-8 (charset={charset} is not read).", details={"charset": charset})
+    try:
+        text = raw_body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WebhookBodyError(
+            "The body is not valid UTF-8.", details={"reason": "encoding", "position": exc.start}
+        ) from None
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL, and no lead field has one
+        raise WebhookBodyError("The body holds a NUL byte.", details={"reason": "nul", "position": text.index("\x00")})
+    return text
+
+
+def _key_path(key: str) -> list[str]:
+    """``answers[budget]`` / ``answers__budget`` → ["answers", "budget"]; ``tags[]`` → ["tags", ""].
+
+    Brackets are what Make.com (and PHP-style form encoders) write; double underscores are
+    Zapier's separator for nested fields. A key with an empty ``__`` segment stays as it is.
+    """
+    match = _BRACKETED_KEY.match(key)
+    if match:
+        return [match.group(1), *_BRACKET.findall(match.group(2))]
+    if "__" in key:
+        parts = key.split("__")
+        if all(parts):
+            return parts
+    return [key]
+
+
+def _as_list_if_indexed(node: Any) -> Any:
+    """``{"0": a, "1": b}`` (from ``tags[0]`` / ``tags__0``) is the list ``[a, b]``, as JSON would send it."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            node[key] = _as_list_if_indexed(value)
+        if node and all(key.isdigit() for key in node) and sorted(int(k) for k in node) == list(range(len(node))):
+            return [node[str(index)] for index in range(len(node))]
+    elif isinstance(node, list):
+        return [_as_list_if_indexed(value) for value in node]
+    return node
+
+
+def form_fields_unflatten(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Form fields back into the object a JSON sender would have posted.
+
+    ``a[b][c]=1`` and ``a__b__c=1`` → ``{"a": {"b": {"c": "1"}}}``; ``tags[]=x&tags[]=y``,
+    ``tags=x&tags=y`` and ``tags[0]=x&tags[1]=y`` → ``{"tags": ["x", "y"]}``; a key sent once
+    holds a string. A key that is both a value and a group (``a=1&a[b]=2``) is refused.
+    """
+    root: dict[str, Any] = {}
+    for key, value in pairs:
+        path = _key_path(key)
+        if len(path) > MAX_FORM_KEY_DEPTH:
+            raise WebhookBodyError(
+                f"The form key is nested more than {MAX_FORM_KEY_DEPTH} levels deep.", details={"key": key[:100]}
+            )
+        if "" in path[:-1]:
+            raise WebhookBodyError("Only the last [] of a form key may be empty.", details={"key": key[:100]})
+        append = path[-1] == ""
+        if append:
+            path = path[:-1]  # the bracket pattern guarantees a name before the first "["
+        node = root
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise _both_value_and_group(key)
+            node = child
+        leaf = path[-1]
+        current = node.get(leaf)
+        if current is None:
+            node[leaf] = [value] if append else value
+        elif isinstance(current, str):
+            node[leaf] = [current, value]
+        elif isinstance(current, list):  # lists are only ever made here, from repeated values
+            current.append(value)
+        else:
+            raise _both_value_and_group(key)
+    return _as_list_if_indexed(root)
+
+
+def _both_value_and_group(key: str) -> WebhookBodyError:
+    return WebhookBodyError(
+        "The form sends a key both as a value and as a group of fields.", details={"key": key[:100]}
+    )
+
+
+def _max_fields() -> int | None:
+    return settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+
+
+class _RefuseFiles(FileUploadHandler):
+    """A lead is text fields; the body is stored as text, so a file part is refused, not dropped."""
+
+    def new_file(self, field_name: str, *args: Any, **kwargs: Any) -> None:
+        raise WebhookBodyError(
+            "File parts are not read: send the lead's fields as plain form fields.",
+            details={"key": str(field_name)[:100]},
+        )
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:  # pragma: no cover - never reached
+        return None
+
+    def file_complete(self, file_size: int) -> None:  # pragma: no cover - never reached
+        return None
+
+
+def _multipart_pairs(raw_body: bytes, content_type: str) -> list[tuple[str, str]]:
+    meta = {"CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(len(raw_body))}
+    try:
+        fields, _files = MultiPartParser(meta, io.BytesIO(raw_body), [_RefuseFiles()], encoding="utf-8").parse()
+    except MultiPartParserError as exc:
+        raise WebhookBodyError(f"The multipart body cannot be read ({exc}).", details={"reason": "multipart"}) from None
+    except SuspiciousOperation:  # too many fields, or a header block over Django's limit
+        raise WebhookBodyError(
+            f"The multipart body has more than {_max_fields()} fields or oversized part headers.",
+            details={"reason": "too_many_fields"},
+        ) from None
+    return [(key, value) for key, values in fields.lists() for value in values]
+
+
+def webhook_body_parse(
+    *, raw_body: bytes, content_type: str, accepted: tuple[str, ...] = RELAY_MEDIA_TYPES
+) -> dict[str, Any]:
+    """The object a body holds, read by its content type; the receivers and the worker share it,
+    so an event is processed exactly as it was checked at the door.
+
+    JSON must be one object of strict JSON: NaN, Infinity, numbers beyond a double and lone
+    surrogates are refused (PostgreSQL's jsonb would refuse them later, after the 2xx). Form
+    bodies (urlencoded or multipart) must be UTF-8; their flattened keys are unflattened
+    (``form_fields_unflatten``).
+    """
+    media_type = media_type_of(content_type)
+    if _is_json(media_type) and JSON_MEDIA_TYPE in accepted:
+        try:
+            payload = orjson.loads(raw_body)
+        except orjson.JSONDecodeError as exc:
+            raise WebhookBodyError(f"({exc})", code="parse_error", details={"position": exc.pos}) from None
+        if not isinstance(payload, dict):
+            raise WebhookBodyError(f"The body must be a JSON object, not a {type(payload).__name__}.")
+        return payload
+    if media_type == FORM_MEDIA_TYPE and FORM_MEDIA_TYPE in accepted:
+        text = _utf8_text(raw_body, content_type)
+        try:
+            pairs = parse_qsl(
+                text, keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=_max_fields()
+            )
+        except UnicodeDecodeError:
+            raise WebhookBodyError(
+                "A percent-escaped value is not valid UTF-8.", details={"reason": "encoding"}
+            ) from None
+        except ValueError:  # parse_qsl's "Max number of fields exceeded"
+            raise WebhookBodyError(
+                f"The form has more than {_max_fields()} fields.", details={"reason": "too_many_fields"}
+            ) from None
+        if any("\x00" in key or "\x00" in value for key, value in pairs):
+            raise WebhookBodyError("A form field holds a NUL character.", details={"reason": "nul"})
+        return form_fields_unflatten(pairs)
+    if media_type == MULTIPART_MEDIA_TYPE and MULTIPART_MEDIA_TYPE in accepted:
+        _utf8_text(raw_body, "")  # the parts' own charsets are not trusted: the stored text must be UTF-8
+        pairs = _multipart_pairs(raw_body, content_type)
+        if any("\x00" in key or "\x00" in value for key, value in pairs):
+            raise WebhookBodyError("A form field holds a NUL character.", details={"reason": "nul"})
+        return form_fields_unflatten(pairs)
+    shown = media_type or "nothing"
+    listed = " or ".join([", ".join(accepted[:-1]), accepted[-1]] if len(accepted) > 1 else accepted)
+    raise WebhookMediaTypeError(
+        f"Send Content-Type: {listed}, not {shown}.",
+        code="unsupported_media_type",
+        details={"accepted": list(accepted), "received": media_type[:100]},
+    )
 
 
 # --- Receiving -----------------------------------------------------------------------------
@@ -58,15 +280,25 @@ def webhook_event_dedupe_key(*, payload: Mapping[str, Any], headers: Mapping[str
 
 
 def webhook_event_ingest(
-    *, source: WebhookSource, raw_body: bytes, headers: Mapping[str, str], payload: Mapping[str, Any]
+    *,
+    source: WebhookSource,
+    raw_body: bytes,
+    headers: Mapping[str, str],
+    payload: Mapping[str, Any],
+    content_type: str = JSON_MEDIA_TYPE,
 ) -> IngestResult:
-    """Store the event (or find its first copy) and enqueue processing once it is committed."""
+    """Store the event (or find its first copy) and enqueue processing once it is committed.
+
+    ``payload`` is what ``webhook_body_parse`` read from ``raw_body``; the body itself is what is
+    kept, with its ``content_type``, and read again the same way when the event is processed.
+    """
     dedupe_key = webhook_event_dedupe_key(payload=payload, headers=headers, raw_body=raw_body)
     stored_headers = {name: headers[name][:500] for name in STORED_HEADERS if headers.get(name)}
     fields = {
         "source": source,
         "dedupe_key": dedupe_key,
         "raw_body": raw_body.decode("utf-8"),
+        "content_type": content_type[:255],
         "headers": stored_headers,
         "received_at": timezone.now(),
     }
