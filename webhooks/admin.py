@@ -33,7 +33,11 @@ def _redacted_body(raw_body: str) -> str:
 
 class WebhookSourceForm(forms.ModelForm):
     # Rendered as password inputs so a secret is not on screen; left blank it stays as it was.
-    secret = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False)
+    secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        help_text=WebhookSource._meta.get_field("secret").help_text + " Left blank, it stays as it was.",
+    )
     previous_secret = forms.CharField(
         widget=forms.PasswordInput(render_value=False),
         required=False,

@@ -375,14 +375,16 @@ def test_get_is_405_with_the_error_shape(api_client, relay_source):
 
 
 @override_settings(WEBHOOK_SECRET="seeded-secret", GOOGLE_LEAD_FORM_KEY="seeded-google-key")
-def test_seed_from_settings_creates_and_updates_default_sources(api_client, db):
-    services.webhook_source_seed_from_settings()
+def test_seed_from_settings_creates_missing_sources_and_leaves_existing_ones(api_client, db):
+    created = services.webhook_source_seed_from_settings()
+    assert sorted(source.name for source in created) == ["google-lead-form", "zapier"]
     assert post_json(api_client, ZAPIER, flat_payload(), **{"X-Webhook-Secret": "seeded-secret"}).status_code == 202
     assert post_json(api_client, GOOGLE, google_payload(google_key="seeded-google-key")).status_code == 200
 
-    with override_settings(WEBHOOK_SECRET="rotated-secret"):
-        services.webhook_source_seed_from_settings()
-    assert WebhookSource.objects.get(name="zapier").secret == "rotated-secret"
+    # A changed environment does not overwrite a source that exists: admin owns it now.
+    with override_settings(WEBHOOK_SECRET="changed-in-the-environment"):
+        assert services.webhook_source_seed_from_settings() == []
+    assert WebhookSource.objects.get(name="zapier").secret == "seeded-secret"
     assert WebhookSource.objects.count() == 2
 
 

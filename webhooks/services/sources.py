@@ -159,10 +159,11 @@ def webhook_source_authenticate_google(*, google_key: Any) -> WebhookSource:
 
 
 def webhook_source_seed_from_settings() -> list[WebhookSource]:
-    """Create or update the default sources from WEBHOOK_SECRET and GOOGLE_LEAD_FORM_KEY.
+    """Create the default sources from WEBHOOK_SECRET and GOOGLE_LEAD_FORM_KEY when they are missing.
 
-    Called at start-up. An empty setting leaves its source alone, so secrets set in admin
-    survive a restart; ``previous_secret`` is never touched (rotation stays an operator's call).
+    Called at every start-up. The environment only seeds: once a source exists, admin owns its
+    secret, so a secret rotated there is not put back to the environment's value by the next
+    restart (an empty setting, too, leaves its source alone). Returns the sources it created.
     """
     seeded = []
     for name, kind, secret in (
@@ -174,11 +175,12 @@ def webhook_source_seed_from_settings() -> list[WebhookSource]:
         source, created = WebhookSource.objects.get_or_create(
             name=name, defaults={"kind": kind, "secret": secret, "is_active": True}
         )
-        if not created and (source.secret != secret or source.kind != kind):
-            source.secret = secret
-            source.kind = kind
-            source.save(update_fields=["secret", "kind", "updated_at"])
-        logger.info("webhook source seeded", extra={"source": name, "was_created": created})
-        seeded.append(source)
-    webhook_sources_invalidate()
+        if created:
+            logger.info("webhook source seeded from the environment", extra={"source": name})
+            seeded.append(source)
+        elif source.secret != secret:
+            # Not an error: an operator rotated it in admin. Said once per start, without either value.
+            logger.info("webhook source kept as admin set it; the environment's secret differs", extra={"source": name})
+    if seeded:
+        webhook_sources_invalidate()
     return seeded
