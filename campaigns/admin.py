@@ -16,7 +16,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
-from campaigns import services
+from campaigns import access, services
+from campaigns.admin_scoping import AccountScopedAdmin
 from campaigns.models import AdAccount, Campaign, DailyMetric, SyncRun
 from platforms.base import PlatformError
 
@@ -33,8 +34,19 @@ def money(micros: int | None, currency: str = "") -> str:
     return f"{micros / 1_000_000:,.2f} {currency}".strip()
 
 
+# What the platform owns about an account: shown, never edited here (the next sync would undo it).
+ACCOUNT_PLATFORM_FIELDS = ("platform", "external_id", "name", "currency_code", "time_zone", "manager_customer_id")
+
+
 @admin.register(AdAccount)
-class AdAccountAdmin(admin.ModelAdmin):
+class AdAccountAdmin(AccountScopedAdmin):
+    """Accounts come from the platforms (Discover) and are never added or deleted by hand; an
+    account's admin sets whether and how often it syncs, an advertiser may sync it now."""
+
+    account_field = "pk"
+    change_role = access.ADMIN
+    add_role = None
+    delete_role = None
     list_display = (
         "name",
         "platform",
@@ -49,9 +61,21 @@ class AdAccountAdmin(admin.ModelAdmin):
     )
     list_filter = ("platform", "is_active", "needs_attention", "currency_code")
     search_fields = ("name", "external_id", "manager_customer_id")
-    readonly_fields = ("last_synced_at", "attention_reason", "created_at", "updated_at")
+    readonly_fields = (*ACCOUNT_PLATFORM_FIELDS, "last_synced_at", "attention_reason", "created_at", "updated_at")
     actions = ("sync_now", "clear_attention")
     change_list_template = "admin/campaigns/adaccount/change_list.html"
+
+    def has_sync_permission(self, request) -> bool:
+        return access.has_role_anywhere(request.user, access.ADVERTISER)
+
+    def may_discover(self, request) -> bool:
+        """Discovery adds accounts for everyone: an admin of every account only."""
+        return access.access_scope(request.user).covers_every_account(access.ADMIN)
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(
+            request, extra_context={**(extra_context or {}), "may_discover": self.may_discover(request)}
+        )
 
     def get_queryset(self, request):
         latest = SyncRun.objects.filter(account=OuterRef("pk")).order_by("-created_at")
@@ -75,13 +99,17 @@ class AdAccountAdmin(admin.ModelAdmin):
         url = reverse("admin:campaigns_syncrun_change", args=[obj.last_run_id])
         return format_html('<a href="{}">#{} {}</a>', url, obj.last_run_id, obj.last_run_status)
 
-    @admin.action(description="Sync now")
+    @admin.action(description="Sync now", permissions=("sync",))
     def sync_now(self, request, queryset):
+        if not self.rows_allowed(request, queryset, access.ADVERTISER):
+            return
         runs = [services.sync_run_create(account=account, trigger=SyncRun.Trigger.MANUAL) for account in queryset]
         self.message_user(request, f"Queued {len(runs)} sync run(s); progress shows under Sync runs.", messages.SUCCESS)
 
-    @admin.action(description="Clear 'needs attention' (credentials fixed)")
+    @admin.action(description="Clear 'needs attention' (credentials fixed)", permissions=("sync",))
     def clear_attention(self, request, queryset):
+        if not self.rows_allowed(request, queryset, access.ADVERTISER):
+            return
         for account in queryset:
             services.account_clear_attention(account=account)
         self.message_user(request, f"Cleared {queryset.count()} account(s); scheduled syncs resume.", messages.SUCCESS)
@@ -93,7 +121,7 @@ class AdAccountAdmin(admin.ModelAdmin):
         ]
 
     def discover_view(self, request):
-        if request.method != "POST" or not self.has_add_permission(request):
+        if request.method != "POST" or not self.may_discover(request):
             return HttpResponseRedirect(reverse("admin:campaigns_adaccount_changelist"))
         try:
             accounts = services.account_discover()
@@ -165,7 +193,14 @@ class CampaignChangeList(ChangeList):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(AccountScopedAdmin):
+    """Synced from the platforms: every field is the platform's, so the page is read-only (a name
+    or status edited here would be put back by the next sync). Budgets change through the
+    budget form (optimization), which pushes them to the platform."""
+
+    change_role = None
+    add_role = None
+    delete_role = None
     list_display = (
         "name",
         "platform",
@@ -178,7 +213,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "spend_trend",
         "synced_at",
     )
-    list_filter = ("platform", "status", "budget_is_shared", "account")
+    list_filter = ("platform", "status", "budget_is_shared", ("account", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "external_id", "account__name")
     list_select_related = ("account",)
     readonly_fields = (
@@ -269,7 +304,11 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 @admin.register(DailyMetric)
-class DailyMetricAdmin(admin.ModelAdmin):
+class DailyMetricAdmin(AccountScopedAdmin):
+    account_field = "campaign__account"
+    change_role = None
+    add_role = None
+    delete_role = None
     list_display = (
         "campaign",
         "date",
@@ -308,8 +347,12 @@ ACTIVE_SYNC_STATUSES = (SyncRun.Status.QUEUED, SyncRun.Status.RUNNING)
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(admin.ModelAdmin):
+class SyncRunAdmin(AccountScopedAdmin):
     """Sync runs; while one is queued or running its pages refresh themselves (see the templates)."""
+
+    change_role = None
+    add_role = None
+    delete_role = None
 
     list_display = (
         "id",
@@ -323,17 +366,11 @@ class SyncRunAdmin(admin.ModelAdmin):
         "error_class",
         "created_at",
     )
-    list_filter = ("status", "trigger", "account__platform", "account")
+    list_filter = ("status", "trigger", "account__platform", ("account", admin.RelatedOnlyFieldListFilter))
     search_fields = ("account__name", "error_message")
     list_select_related = ("account",)
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in SyncRun._meta.fields] + ["duration_seconds"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Elapsed", ordering="started_at")
     def elapsed(self, obj: SyncRun) -> str:

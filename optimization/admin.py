@@ -18,14 +18,15 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from campaigns import access
 from campaigns.admin import CampaignAdmin
+from campaigns.admin_scoping import AccountScopedAdmin
 from campaigns.models import Campaign
 from campaigns.services import account_today
 from optimization import selectors, services
 from optimization.models import AccountBudgetSettings, Alert, OptimizationRun
 
 MICROS_PER_UNIT = 1_000_000
-CHANGE_BUDGET_PERMISSION = "optimization.change_budget"
 
 
 class UnitsAsMicrosField(forms.DecimalField):
@@ -107,6 +108,9 @@ class CampaignWithBudgetAdmin(CampaignAdmin):
     inlines = (*CampaignAdmin.inlines, BudgetHistoryInline)
     actions = ("change_daily_budget",)
 
+    def has_change_budget_permission(self, request) -> bool:
+        return access.has_role_anywhere(request.user, access.ADVERTISER)
+
     def get_urls(self):
         return [
             path(
@@ -124,7 +128,7 @@ class CampaignWithBudgetAdmin(CampaignAdmin):
         url = reverse("admin:campaigns_campaign_budget", args=[obj.pk])
         return format_html('<a class="button" href="{}">Change daily budget</a>', url)
 
-    @admin.action(description="Change daily budget (one campaign)")
+    @admin.action(description="Change daily budget (one campaign)", permissions=("change_budget",))
     def change_daily_budget(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one campaign to change its budget.", messages.WARNING)
@@ -132,9 +136,9 @@ class CampaignWithBudgetAdmin(CampaignAdmin):
         return HttpResponseRedirect(reverse("admin:campaigns_campaign_budget", args=[queryset.get().pk]))
 
     def budget_view(self, request, object_id):
-        if not request.user.has_perm(CHANGE_BUDGET_PERMISSION):
+        campaign = get_object_or_404(self.get_queryset(request).select_related("account"), pk=object_id)
+        if not access.has_role(request.user, campaign.account_id, access.ADVERTISER):
             raise PermissionDenied
-        campaign = get_object_or_404(Campaign.objects.select_related("account"), pk=object_id)
         currency = campaign.account.currency_code
         form = BudgetChangeForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -196,8 +200,13 @@ admin.site.register(Campaign, CampaignWithBudgetAdmin)
 
 
 @admin.register(OptimizationRun)
-class OptimizationRunAdmin(admin.ModelAdmin):
+class OptimizationRunAdmin(AccountScopedAdmin):
     """The audit trail: readable by staff, never edited or deleted; proposals are approved or rejected."""
+
+    account_field = "campaign__account"
+    change_role = None
+    add_role = None
+    delete_role = None
 
     list_display = (
         "id",
@@ -212,7 +221,13 @@ class OptimizationRunAdmin(admin.ModelAdmin):
         "created_at",
         "applied_at",
     )
-    list_filter = ("status", "source", "proposal_kind", "campaign__platform", "campaign__account")
+    list_filter = (
+        "status",
+        "source",
+        "proposal_kind",
+        "campaign__platform",
+        ("campaign__account", admin.RelatedOnlyFieldListFilter),
+    )
     search_fields = ("campaign__name", "reason", "requested_by__username", "error_message")
     list_select_related = ("campaign__account", "requested_by")
     date_hierarchy = "created_at"
@@ -220,17 +235,8 @@ class OptimizationRunAdmin(admin.ModelAdmin):
     actions = ("approve_proposals", "reject_proposals")
     change_list_template = "admin/optimization/optimizationrun/change_list.html"
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     def has_change_budget_permission(self, request) -> bool:
-        return request.user.has_perm(CHANGE_BUDGET_PERMISSION)
+        return access.has_role_anywhere(request.user, access.ADVERTISER)
 
     @admin.display(description="Account", ordering="campaign__account__name")
     def account(self, obj: OptimizationRun) -> str:
@@ -259,12 +265,14 @@ class OptimizationRunAdmin(admin.ModelAdmin):
                 "proposed": _money(row.proposed_micros, row.currency_code),
                 "change": _money(row.change_micros, row.currency_code),
             }
-            for row in selectors.proposal_impact_by_account()
+            for row in selectors.proposal_impact_by_account(account_ids=access.visible_account_ids(request.user))
         ]
         return super().changelist_view(request, extra_context={**(extra_context or {}), "proposal_impact": impact})
 
     @admin.action(description="Approve selected proposals (push them)", permissions=("change_budget",))
     def approve_proposals(self, request, queryset):
+        if not self.rows_allowed(request, queryset, access.ADVERTISER):
+            return
         approved, refused = 0, []
         for run in queryset.filter(status=OptimizationRun.Status.PROPOSED):
             try:
@@ -283,6 +291,8 @@ class OptimizationRunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reject selected proposals", permissions=("change_budget",))
     def reject_proposals(self, request, queryset):
+        if not self.rows_allowed(request, queryset, access.ADVERTISER):
+            return
         rejected = 0
         for run in queryset.filter(status=OptimizationRun.Status.PROPOSED):
             services.proposal_reject(run=run, actor=request.user, note=f"Rejected by {request.user.get_username()}.")
@@ -294,25 +304,27 @@ class OptimizationRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(AccountScopedAdmin):
+    """Opened and resolved by the evaluation only; platform-wide alerts (no account) are shown to
+    people with a role on every account."""
+
+    change_role = None
+    add_role = None
+    delete_role = None
     list_display = ("kind", "subject_label", "severity", "value", "threshold", "opened_at", "resolved_at")
     list_filter = ("kind", "severity", ("resolved_at", admin.EmptyFieldListFilter))
     search_fields = ("subject", "subject_label", "message")
     date_hierarchy = "opened_at"
     readonly_fields = [f.name for f in Alert._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(AccountBudgetSettings)
-class AccountBudgetSettingsAdmin(admin.ModelAdmin):
+class AccountBudgetSettingsAdmin(AccountScopedAdmin):
+    """Guardrails decide what the optimizer may push unasked: the account's admin sets them."""
+
+    change_role = access.ADMIN
+    add_role = access.ADMIN
+    delete_role = access.ADMIN
     list_display = ("account", "max_cap", "monthly_cap", "target", "optimizer_enabled", "auto_apply")
     list_filter = ("optimizer_enabled", "auto_apply")
     search_fields = ("account__name", "account__external_id")

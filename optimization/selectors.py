@@ -84,9 +84,14 @@ class ProposalImpact:
         return self.proposed_micros - self.current_micros
 
 
-def proposal_impact_by_account(*, run_ids: list[int] | None = None) -> list[ProposalImpact]:
-    """Open proposals summed per account (each account has one currency, so the sums are honest)."""
+def proposal_impact_by_account(
+    *, run_ids: list[int] | None = None, account_ids: set[int] | None = None
+) -> list[ProposalImpact]:
+    """Open proposals summed per account (each account has one currency, so the sums are honest);
+    ``account_ids``: only those accounts (None: every one)."""
     runs = OptimizationRun.objects.filter(status=OptimizationRun.Status.PROPOSED)
+    if account_ids is not None:
+        runs = runs.filter(campaign__account_id__in=account_ids)
     if run_ids is not None:
         runs = runs.filter(pk__in=run_ids)
     rows = (

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
+from campaigns.access import ADVERTISER, VIEWER, account_access_grant
 from campaigns.models import Campaign
 from optimization import services
 from optimization.models import AccountBudgetSettings, OptimizationRun
@@ -73,10 +74,19 @@ def test_the_budget_form_shows_each_guard_as_a_form_error(operator, google_accou
     assert not OptimizationRun.objects.exists()
 
 
-def test_the_budget_form_needs_the_change_budget_permission(client, django_user_model, google_account):
-    viewer = django_user_model.objects.create_user("viewer", password="pw-123456789", is_staff=True)
-    client.force_login(viewer)
-    assert client.get(budget_form_url(own_budget_campaign(google_account))).status_code == 403
+def test_the_budget_form_needs_the_advertiser_role_on_the_campaigns_account(client, django_user_model, google_account):
+    campaign = own_budget_campaign(google_account)
+    staff = django_user_model.objects.create_user("viewer", password="pw-123456789", is_staff=True)
+    client.force_login(staff)
+    assert client.get(budget_form_url(campaign)).status_code == 404  # no role: the campaign is not there
+
+    account_access_grant(user=staff, account=google_account, role=VIEWER)
+    assert client.get(budget_form_url(campaign)).status_code == 403
+    assert client.post(budget_form_url(campaign), {"daily_budget": "999", "reason": "x"}).status_code == 403
+
+    account_access_grant(user=staff, account=google_account, role=ADVERTISER)
+    assert client.get(budget_form_url(campaign)).status_code == 200
+    assert not OptimizationRun.objects.exists()
 
 
 def test_the_campaign_form_cannot_edit_the_budget_directly(operator, db):
