@@ -8,7 +8,8 @@ class AdsPlatformConfig(AppConfig):
     label = "adsplatform"
 
     def ready(self) -> None:
-        from adsplatform import checks  # noqa: F401  (registers the checks)
+        from adsplatform import auth, checks  # noqa: F401  (registers the checks)
         from adsplatform import logging as ads_logging
 
         ads_logging.connect_signals()
+        auth.connect_signals()

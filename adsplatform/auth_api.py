@@ -1,9 +1,12 @@
 """JWT endpoints: obtain, refresh (rotating; a reused refresh token is 401), blacklist."""
 
+from django.conf import settings
 from django.urls import path
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.permissions import AllowAny
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework_simplejwt import views as jwt_views
+
+from adsplatform.throttling import ClientAddressScopedRateThrottle
 
 
 class _Throttled:
@@ -11,12 +14,25 @@ class _Throttled:
 
     permission_classes = (AllowAny,)
     authentication_classes = ()
-    throttle_classes = (ScopedRateThrottle,)
+    throttle_classes = (ClientAddressScopedRateThrottle,)
     throttle_scope = "auth"
 
 
+class LockedOut(Throttled):
+    default_detail = "Too many failed logins for this user from this address; try again later."
+    default_code = "locked_out"
+
+
 class TokenObtainView(_Throttled, jwt_views.TokenObtainPairView):
-    pass
+    def post(self, request, *args, **kwargs):
+        try:
+            return super().post(request, *args, **kwargs)
+        except AuthenticationFailed:
+            # django-axes marks the DRF request it was handed; its middleware only sees the
+            # Django request, so a lockout would otherwise read as a wrong password.
+            if getattr(request, "axes_locked_out", False):
+                raise LockedOut(wait=settings.AXES_COOLOFF_TIME.total_seconds()) from None
+            raise
 
 
 class TokenRefreshView(_Throttled, jwt_views.TokenRefreshView):

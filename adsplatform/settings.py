@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
@@ -52,6 +53,19 @@ if SECURE_SSL_REDIRECT:
 # Readiness and metrics are scraped over plain http inside the private network.
 SECURE_REDIRECT_EXEMPT = [r"^readyz$", r"^metrics$"]
 
+# The client's address (throttles, login lockouts: adsplatform/client_ip.py). Forwarding headers
+# are trusted only when a proxy is named here; anyone can send X-Forwarded-For. On Fly the proxy
+# sets Fly-Client-IP (fly.toml); TRUSTED_PROXY_COUNT picks the entry of a list header such as
+# X-Forwarded-For that our own outermost proxy appended (1 = the last); TRUSTED_PROXY_NETWORKS,
+# when set, limits which peers may speak for the client (unset: every peer is the proxy).
+TRUSTED_PROXY_CLIENT_IP_HEADER = env.str("TRUSTED_PROXY_CLIENT_IP_HEADER", default="")
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1)
+TRUSTED_PROXY_NETWORKS = env.list("TRUSTED_PROXY_NETWORKS", default=[])
+
+# Prometheus scrapes with "Authorization: Bearer <METRICS_TOKEN>"; unset: /metrics is open
+# (local runs); `check --deploy` refuses production settings without it (adsplatform/checks.py).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -65,7 +79,10 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_prometheus",
+    "axes",
+    "csp",
     "adsplatform",
     "platforms",
     "campaigns",
@@ -89,6 +106,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a lockout flagged during the view into its answer.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -200,18 +220,37 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# django-axes first: it refuses a locked-out username+address before any password is checked,
+# and counts failures of every authenticate() call (admin login and the JWT token endpoint).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+# Username and address together: one guesser cannot lock a user out from everywhere, and a
+# password sprayed over many usernames meets the per-address throttle instead.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "adsplatform.client_ip.client_ip"
+AXES_LOCKOUT_CALLABLE = "adsplatform.auth.lockout_response"
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_VERBOSE = False
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["adsplatform.parsers.DepthLimitedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["adsplatform.filters.StrictFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "adsplatform.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "adsplatform.errors.api_exception_handler",
+    # No stock throttle may key on X-Forwarded-For: ours (adsplatform.throttling) use client_ip.
+    "NUM_PROXIES": 0,
     "DEFAULT_THROTTLE_RATES": {
         "auth": env.str("AUTH_THROTTLE_RATE", default="20/min"),
     },
@@ -223,6 +262,10 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": True,
+    # Tokens carry a digest of the password hash; one issued before a password change or reset
+    # no longer authenticates (refresh tokens are blacklisted too: adsplatform/auth.py).
+    "CHECK_REVOKE_TOKEN": True,
+    "REVOKE_TOKEN_CLAIM": "pwd",
     "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default="") or SECRET_KEY,
 }
 SPECTACULAR_SETTINGS = {
@@ -230,11 +273,37 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Unified Google Ads and Meta campaigns, conversions, leads and budgets.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from our own static files (drf-spectacular-sidecar): no CDN, so the
+    # Content-Security-Policy can stay at 'self'.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "adsplatform.schema.add_error_responses",
     ],
+}
+
+# JSON bodies nested deeper than this are refused with a 400 (adsplatform/parsers.py).
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=32)
+
+# Content-Security-Policy on every page (django-csp 4). Scripts only from our origin or with the
+# page's nonce; styles also inline, because Django admin, Swagger UI and Redoc set style
+# attributes and inject <style> at run time. Redoc's search runs in a worker built from a blob.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+    },
 }
 
 # Requests that carry data are refused above this size (413), before any parsing.
