@@ -9,6 +9,8 @@ from django.contrib import admin, messages
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
+from campaigns import access
+from campaigns.admin_scoping import AccountScopedAdmin, EveryAccountAdmin
 from conversions import selectors, services
 from conversions.models import Conversion, ConversionAction, ServiceApiKey
 
@@ -21,7 +23,11 @@ class _Echo:
 
 
 @admin.register(Conversion)
-class ConversionAdmin(admin.ModelAdmin):
+class ConversionAdmin(AccountScopedAdmin):
+    # The ledger is written by ingestion and the uploader only; an advertiser may retry.
+    change_role = None
+    add_role = None
+    delete_role = None
     list_display = (
         "id",
         "platform",
@@ -38,22 +44,21 @@ class ConversionAdmin(admin.ModelAdmin):
         "uploaded_at",
         "created_at",
     )
-    list_filter = ("status", "platform", "account", ("created_at", admin.DateFieldListFilter), "occurred_at")
+    list_filter = (
+        "status",
+        "platform",
+        ("account", admin.RelatedOnlyFieldListFilter),
+        ("created_at", admin.DateFieldListFilter),
+        "occurred_at",
+    )
     date_hierarchy = "created_at"
     search_fields = ("=order_id", "=event_id", "=dedupe_key", "=request_id")
     list_select_related = ("account", "action")
     actions = ("retry_failed", "export_csv")
     show_full_result_count = False  # the ledger grows large; counting it on every page is slow
 
-    # The ledger is written by ingestion and the uploader only.
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    def has_retry_permission(self, request) -> bool:
+        return access.has_role_anywhere(request.user, access.ADVERTISER)
 
     @admin.display(description="Value", ordering="value_micros")
     def value_display(self, obj: Conversion) -> str:
@@ -61,8 +66,10 @@ class ConversionAdmin(admin.ModelAdmin):
             return "—"
         return f"{obj.value_micros / 1_000_000:,.2f} {obj.currency_code}".strip()
 
-    @admin.action(description="Retry the selected failed conversions")
+    @admin.action(description="Retry the selected failed conversions", permissions=("retry",))
     def retry_failed(self, request, queryset) -> None:
+        if not self.rows_allowed(request, queryset, access.ADVERTISER):
+            return
         count = services.conversions_retry(conversion_ids=queryset.values_list("pk", flat=True))
         skipped = queryset.count() - count
         message = f"{count} conversion(s) queued for upload again."
@@ -85,9 +92,13 @@ class ConversionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConversionAction)
-class ConversionActionAdmin(admin.ModelAdmin):
+class ConversionActionAdmin(AccountScopedAdmin):
+    """Which actions and pixels conversions may be posted to: the account's admin decides."""
+
+    change_role = access.ADMIN
+    add_role = access.ADMIN
     list_display = ("name", "external_id", "account", "platform_display", "is_active", "created_at")
-    list_filter = ("account__platform", "is_active", "account")
+    list_filter = ("account__platform", "is_active", ("account", admin.RelatedOnlyFieldListFilter))
     search_fields = ("name", "external_id", "account__name", "account__external_id")
     list_select_related = ("account",)
     autocomplete_fields = ()
@@ -98,7 +109,10 @@ class ConversionActionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ServiceApiKey)
-class ServiceApiKeyAdmin(admin.ModelAdmin):
+class ServiceApiKeyAdmin(EveryAccountAdmin):
+    """A key posts conversions to any account: only an admin of every account handles keys."""
+
+    view_role = access.ADMIN
     list_display = ("name", "prefix", "is_active", "created_at", "last_used_at")
     list_filter = ("is_active",)
     search_fields = ("name", "prefix")
