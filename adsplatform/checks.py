@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Tags, register
 
 
 @register()
@@ -23,3 +23,18 @@ def retry_delays_below_visibility_timeout(app_configs=None, **kwargs):
             )
         ]
     return []
+
+
+@register(Tags.security, deploy=True)
+def metrics_token_in_production(app_configs=None, **kwargs):
+    """/metrics tells anyone who asks what the platform is doing: production needs METRICS_TOKEN."""
+    if settings.DEBUG or getattr(settings, "METRICS_TOKEN", ""):
+        return []
+    return [
+        Error(
+            "METRICS_TOKEN is not set: /metrics answers everyone.",
+            hint="Set METRICS_TOKEN (e.g. fly secrets set METRICS_TOKEN=...) and scrape with "
+            "Authorization: Bearer <METRICS_TOKEN>.",
+            id="adsplatform.E002",
+        )
+    ]

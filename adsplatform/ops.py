@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import uuid
@@ -59,13 +60,25 @@ def readyz(request):
     return JsonResponse({"status": "ok", "checks": sorted(READINESS_CHECKS)})
 
 
+def _metrics_authorized(request) -> bool:
+    expected = getattr(settings, "METRICS_TOKEN", "") or ""
+    if not expected:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
 def metrics(request):
-    """Prometheus text format.
+    """Prometheus text format; with METRICS_TOKEN set, only for ``Authorization: Bearer <token>``.
 
     Under several gunicorn workers each process writes its counters to
     PROMETHEUS_MULTIPROC_DIR and this view merges them; gauges read from the database
     at scrape time are correct whichever process did the work.
     """
+    if not _metrics_authorized(request):
+        response = HttpResponse("Send Authorization: Bearer <METRICS_TOKEN>.\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

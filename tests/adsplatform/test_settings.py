@@ -81,6 +81,7 @@ def test_production_settings_pass_the_deploy_check(tmp_path):
             "DEBUG": "0",
             "SECURE_SSL_REDIRECT": "1",
             "ALLOWED_HOSTS": "ads.example.com",
+            "METRICS_TOKEN": secrets.token_urlsafe(32),
         }
     )
     result = subprocess.run(
@@ -102,3 +103,11 @@ def test_production_settings_pass_the_deploy_check(tmp_path):
     )
     assert insecure.returncode != 0
     assert "SECURE_SSL_REDIRECT" in insecure.stderr + insecure.stdout
+    # Without METRICS_TOKEN, /metrics would answer anyone: the deploy check refuses that too.
+    env["SECURE_SSL_REDIRECT"] = "1"
+    del env["METRICS_TOKEN"]
+    open_metrics = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert open_metrics.returncode != 0
+    assert "adsplatform.E002" in open_metrics.stderr + open_metrics.stdout
