@@ -19,7 +19,7 @@ from __future__ import annotations
 import calendar
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -33,6 +33,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from adsplatform import charts
+from campaigns import access
 from campaigns.models import AdAccount, Campaign, CampaignStatus, DailyMetric, Platform, SyncRun
 from campaigns.services import account_today, campaign_cache_generation
 from conversions.models import Conversion
@@ -68,6 +69,9 @@ class DashboardFilters:
     date_from: date
     date_to: date
     account_id: int | None = None
+    # Who is looking (campaigns.access): the accounts they may see, None for every account (and
+    # then also the leads and alerts tied to no account).
+    visible_account_ids: frozenset[int] | None = None
 
     @property
     def days(self) -> list[date]:
@@ -259,8 +263,8 @@ def optional_model(app_label: str, model_name: str):
 # --- The six queries ------------------------------------------------------------------------------
 
 
-def dashboard_accounts() -> list[AccountRow]:
-    """Query 1: every account, its monthly cap, and its latest sync run."""
+def dashboard_accounts(*, visible_account_ids: frozenset[int] | None = None) -> list[AccountRow]:
+    """Query 1: every account the viewer may see, its monthly cap, and its latest sync run."""
     latest = SyncRun.objects.filter(account=OuterRef("pk")).order_by("-created_at", "-id")
     fields: dict[str, Any] = {
         "latest_run_id": Subquery(latest.values("id")[:1]),
@@ -270,7 +274,10 @@ def dashboard_accounts() -> list[AccountRow]:
     has_budget_settings = optional_model("optimization", "AccountBudgetSettings") is not None
     if has_budget_settings:
         fields["monthly_cap_micros"] = F("budget_settings__monthly_budget_micros")
-    rows = AdAccount.objects.annotate(**fields).values(
+    visible = AdAccount.objects.all()
+    if visible_account_ids is not None:
+        visible = visible.filter(pk__in=visible_account_ids)
+    rows = visible.annotate(**fields).values(
         "id",
         "name",
         "platform",
@@ -340,7 +347,7 @@ def _day_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
 
 
 def conversion_outcomes_by_day(
-    *, date_from: date, date_to: date, account_id: int | None
+    *, date_from: date, date_to: date, account_ids: list[int] | None
 ) -> dict[tuple[date, str], int]:
     """Query 4: conversions that finished (uploaded, rejected, failed, expired) per day and outcome.
 
@@ -348,31 +355,40 @@ def conversion_outcomes_by_day(
     """
     start, end = _day_bounds(date_from, date_to)
     finished = Conversion.objects.filter(status__in=FINAL_STATUSES, updated_at__gte=start, updated_at__lt=end)
-    if account_id is not None:
-        finished = finished.filter(account_id=account_id)
+    if account_ids is not None:
+        finished = finished.filter(account_id__in=account_ids)
     rows = finished.annotate(day=TruncDate("updated_at")).values("day", "status").annotate(n=Count("id")).order_by()
     return {(row["day"], row["status"]): row["n"] for row in rows}
 
 
-def leads_by_day_and_priority(*, date_from: date, date_to: date, account_id: int | None) -> dict[tuple[date, str], int]:
-    """Query 5: real (not test) leads received per site day and priority."""
+def leads_by_day_and_priority(
+    *, date_from: date, date_to: date, account_ids: list[int] | None
+) -> dict[tuple[date, str], int]:
+    """Query 5: real (not test) leads received per site day and priority (``account_ids`` None:
+    every lead, those tied to no campaign included)."""
     start, end = _day_bounds(date_from, date_to)
     leads = Lead.objects.filter(is_test=False, received_at__gte=start, received_at__lt=end)
-    if account_id is not None:
-        leads = leads.filter(campaign__account_id=account_id)
+    if account_ids is not None:
+        leads = leads.filter(campaign__account_id__in=account_ids)
     rows = leads.annotate(day=TruncDate("received_at")).values("day", "priority").annotate(n=Count("id")).order_by()
     return {(row["day"], row["priority"]): row["n"] for row in rows}
 
 
-def open_alerts_by_severity(*, account_id: int | None) -> dict[str, int] | None:
-    """Query 6: open alerts per severity; None when the optimization app has no alerts (yet)."""
+def open_alerts_by_severity(*, account_ids: list[int] | None, platform_wide: bool) -> dict[str, int] | None:
+    """Query 6: open alerts per severity; None when the optimization app has no alerts (yet).
+
+    ``account_ids`` None: every account's; ``platform_wide``: also those tied to no account (they
+    concern every account, and are shown to people with a role on every account)."""
     alert_model = optional_model("optimization", "Alert")
     if alert_model is None:
         return None
     alerts = alert_model.objects.filter(resolved_at__isnull=True)
-    if account_id is not None:
-        # Platform-wide alerts (no account) concern every account.
-        alerts = alerts.filter(Q(account_id=account_id) | Q(account__isnull=True))
+    if account_ids is not None:
+        alerts = alerts.filter(
+            Q(account_id__in=account_ids) | Q(account__isnull=True) if platform_wide else Q(account_id__in=account_ids)
+        )
+    elif not platform_wide:
+        alerts = alerts.filter(account__isnull=False)
     rows = alerts.values("severity").annotate(n=Count("id")).order_by()
     return {row["severity"]: row["n"] for row in rows}
 
@@ -392,10 +408,12 @@ def _cached(key: str, timeout: int, compute):
 def dashboard_data(*, filters: DashboardFilters, accounts: list[AccountRow] | None = None) -> Dashboard:
     """Everything the dashboard shows: at most six queries (one fewer when ``accounts`` is passed in,
     two fewer when the metrics and outcomes are cached)."""
-    accounts = dashboard_accounts() if accounts is None else accounts
+    visible = filters.visible_account_ids
+    if accounts is None:
+        accounts = dashboard_accounts(visible_account_ids=visible)
     site_today = timezone.localdate()
     scoped = [a for a in accounts if filters.account_id in (None, a.id)]
-    account_ids = None if filters.account_id is None else [a.id for a in scoped]
+    account_ids = None if filters.account_id is None and visible is None else [a.id for a in scoped]
     days = filters.days
 
     # One metrics read covers the chosen range and every account's month to date.
@@ -409,18 +427,19 @@ def dashboard_data(*, filters: DashboardFilters, accounts: list[AccountRow] | No
     )
     budgets = daily_budgets_by_account(account_ids=account_ids)
     outcomes = _cached(
-        f"outcomes:{filters.date_from}:{filters.date_to}:{filters.account_id}",
+        f"outcomes:{filters.date_from}:{filters.date_to}:{account_ids}",
         OUTCOMES_CACHE_SECONDS,
         lambda: conversion_outcomes_by_day(
-            date_from=filters.date_from, date_to=filters.date_to, account_id=filters.account_id
+            date_from=filters.date_from, date_to=filters.date_to, account_ids=account_ids
         ),
     )
     lead_counts = leads_by_day_and_priority(
         date_from=min(filters.date_from, site_today),
         date_to=max(filters.date_to, site_today),
-        account_id=filters.account_id,
+        account_ids=account_ids,
     )
-    open_alerts = open_alerts_by_severity(account_id=filters.account_id)
+    # Alerts of no account concern every account: shown beside one account's, to those who see every account.
+    open_alerts = open_alerts_by_severity(account_ids=account_ids, platform_wide=visible is None)
 
     zero = (0, Decimal(0), 0)
     tiles: dict[str, dict[str, Any]] = {}
@@ -738,14 +757,17 @@ def _success_rate(outcomes: dict[str, list[int]], index: int) -> str:
 # --- The admin index's context ----------------------------------------------------------------------
 
 
-def dashboard_context(params: Mapping[str, Any]) -> dict[str, Any]:
-    """What templates/admin/index.html shows: the filter form, tiles, charts; from the GET params."""
-    accounts = dashboard_accounts()
+def dashboard_context(params: Mapping[str, Any], *, user: Any) -> dict[str, Any]:
+    """What templates/admin/index.html shows: the filter form, tiles, charts; from the GET params,
+    over the accounts ``user`` may see."""
+    visible = access.visible_account_ids(user)
+    visible = None if visible is None else frozenset(visible)
+    accounts = dashboard_accounts(visible_account_ids=visible)
     # The default range ends on the latest of the accounts' todays (their metric dates), not the
     # site's: an account ahead of UTC has already begun a day the site's date would leave out.
     todays = [account.today for account in accounts if account.is_active]
     form = DashboardFilterForm(params, accounts=accounts, today=max(todays, default=timezone.localdate()))
-    data = dashboard_data(filters=form.filters(), accounts=accounts)
+    data = dashboard_data(filters=replace(form.filters(), visible_account_ids=visible), accounts=accounts)
     priority_labels = dict(Priority.choices)
     alert_labels = {"critical": "Critical", "warning": "Warning"}
     return {

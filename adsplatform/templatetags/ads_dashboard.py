@@ -23,7 +23,7 @@ register = template.Library()
 @register.inclusion_tag("admin/dashboard/dashboard.html", takes_context=True)
 def operator_dashboard(context: template.Context) -> dict[str, Any]:
     request = context["request"]
-    return {"request": request, **dashboard_context(request.GET)}
+    return {"request": request, **dashboard_context(request.GET, user=request.user)}
 
 
 @register.simple_tag

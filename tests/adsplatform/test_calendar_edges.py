@@ -185,7 +185,7 @@ def test_optimizer_month_to_date_stops_at_yesterday_inside_this_month(clock, ins
 
 
 @pytest.mark.clock("2025-12-31T23:30:00+00:00")
-def test_default_ranges_end_on_the_day_an_account_ahead_of_utc_has_begun(auth_client):
+def test_default_ranges_end_on_the_day_an_account_ahead_of_utc_has_begun(auth_client, staff_user):
     berlin = CampaignFactory(name="Berlin", daily_budget_micros=100_000_000, account__time_zone=BERLIN)
     set_spend(berlin, dt.date(2025, 12, 31), 40_000_000)
     set_spend(berlin, dt.date(2026, 1, 1), 7_000_000)
@@ -197,7 +197,7 @@ def test_default_ranges_end_on_the_day_an_account_ahead_of_utc_has_begun(auth_cl
     detail = auth_client.get(f"/api/v1/campaigns/{berlin.pk}/metrics/").json()
     assert detail["days"][-1]["date"] == "2026-01-01"
 
-    context = dashboard_context({})
+    context = dashboard_context({}, user=staff_user)
     form_filters = context["dashboard_form"].filters()
     assert (form_filters.date_from, form_filters.date_to) == (dt.date(2025, 12, 3), dt.date(2026, 1, 1))
     tile = context["dashboard"].tiles[0]
