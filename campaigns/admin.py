@@ -18,7 +18,7 @@ from django.utils.timesince import timesince
 
 from campaigns import access, services
 from campaigns.admin_scoping import AccountScopedAdmin
-from campaigns.models import AdAccount, Campaign, DailyMetric, SyncRun
+from campaigns.models import AccountAccess, AdAccount, Campaign, DailyMetric, SyncRun
 from platforms.base import PlatformError
 
 SPARKLINE_DAYS = 30
@@ -392,3 +392,41 @@ class SyncRunAdmin(AccountScopedAdmin):
                 sync_elapsed=self.elapsed(run),
             )
         return super().change_view(request, object_id, form_url, extra_context=context)
+
+
+@admin.register(AccountAccess)
+class AccountAccessAdmin(AccountScopedAdmin):
+    """Who may do what on which account. An account's admin manages its grants; grants on every
+    account (an empty account) are for an admin of every account."""
+
+    view_role = access.ADMIN
+    change_role = access.ADMIN
+    add_role = access.ADMIN
+    delete_role = access.ADMIN
+    list_display = ("grantee", "account_display", "role", "granted_by", "updated_at")
+    list_filter = ("role", ("account", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("user__username", "user__email", "group__name", "account__name", "account__external_id")
+    list_select_related = ("user", "group", "account")
+    fields = ("user", "group", "account", "role", "granted_by")
+    readonly_fields = ("granted_by",)
+
+    @admin.display(description="Who", ordering="user__username")
+    def grantee(self, obj: AccountAccess) -> str:
+        return obj.user.get_username() if obj.user_id else f"group: {obj.group.name}"
+
+    @admin.display(description="Account", ordering="account__name")
+    def account_display(self, obj: AccountAccess) -> str:
+        return str(obj.account) if obj.account_id else "every account"
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        if "account" in form.base_fields and not access.access_scope(request.user).covers_every_account(access.ADMIN):
+            form.base_fields["account"].required = True
+            form.base_fields["account"].empty_label = None
+        return form
+
+    def save_model(self, request, obj: AccountAccess, form, change: bool) -> None:
+        # The form limits the choices; this is the rule itself, asked like every other write.
+        access.require_role(request.user, obj.account_id, access.ADMIN)
+        obj.granted_by = request.user.get_username()
+        super().save_model(request, obj, form, change)

@@ -86,6 +86,12 @@ def staff_user(db):
 
 
 @pytest.fixture
+def advertiser_client(client_with_role):
+    """A JWT client of an advertiser on every account: moves leads, changes budgets, syncs."""
+    return client_with_role("advertiser", username="advertiser")
+
+
+@pytest.fixture
 def client_with_role(db):
     """A JWT client for a new user holding ``role`` on ``accounts`` (None: every account)."""
     from campaigns.access import account_access_grant

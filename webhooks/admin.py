@@ -6,7 +6,7 @@ import json
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -14,6 +14,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from campaigns import access
+from campaigns.admin_scoping import AccountScopedAdmin, EveryAccountAdmin
 from webhooks import selectors, services
 from webhooks.models import Destination, Lead, LeadDelivery, LeadStage, RoutingRule, WebhookEvent, WebhookSource
 
@@ -62,7 +64,10 @@ class WebhookSourceForm(forms.ModelForm):
 
 
 @admin.register(WebhookSource)
-class WebhookSourceAdmin(admin.ModelAdmin):
+class WebhookSourceAdmin(EveryAccountAdmin):
+    """Secrets that let senders in for every account: an admin of every account handles them."""
+
+    view_role = access.ADMIN
     form = WebhookSourceForm
     list_display = ("name", "kind", "is_active", "has_previous_secret", "updated_at")
     list_filter = ("kind", "is_active")
@@ -82,7 +87,10 @@ class WebhookSourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(EveryAccountAdmin):
+    """Raw bodies, before they are tied to an account: for people who see every account."""
+
+    change_role = None
     list_display = ("id", "source", "status", "dedupe_key", "attempts", "received_at", "processed_at", "lead_link")
     list_filter = ("status", "source")
     search_fields = ("dedupe_key",)
@@ -105,11 +113,8 @@ class WebhookEventAdmin(admin.ModelAdmin):
     exclude = ("raw_body",)
     actions = ("replay",)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return access.access_scope(request.user).covers_every_account(access.ADVERTISER)
 
     @admin.display(description="Raw payload")
     def payload(self, obj: WebhookEvent) -> str:
@@ -122,7 +127,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
         url = reverse("admin:webhooks_lead_change", args=[obj.lead_id])
         return format_html('<a href="{}">#{}</a>', url, obj.lead_id)
 
-    @admin.action(description="Replay selected events (failed or stuck)")
+    @admin.action(description="Replay selected events (failed or stuck)", permissions=("replay",))
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         replayed = sum(services.webhook_event_replay(event=event) for event in queryset)
         skipped = queryset.count() - replayed
@@ -139,7 +144,13 @@ class LeadDeliveryInline(admin.TabularInline):
 
 
 @admin.register(Lead)
-class LeadAdmin(admin.ModelAdmin):
+class LeadAdmin(AccountScopedAdmin):
+    """Leads of the user's accounts (of no known campaign: for a role on every account); moving a
+    lead's stage may create a conversion, so it needs the advertiser role."""
+
+    account_field = "campaign__account"
+    add_role = None
+    delete_role = None
     list_display = (
         "id",
         "priority",
@@ -160,10 +171,7 @@ class LeadAdmin(admin.ModelAdmin):
     actions = ("mark_contacted", "mark_qualified", "mark_won", "mark_lost", "retry_failed_deliveries")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Lead]:
-        return selectors.lead_list()
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+        return access.scope_queryset(selectors.lead_list(), request.user, account_field=self.account_field)
 
     def save_model(self, request: HttpRequest, obj: Lead, form, change: bool) -> None:
         # The stage goes through the service so the conversion hook fires as from the API.
@@ -173,28 +181,32 @@ class LeadAdmin(admin.ModelAdmin):
             services.lead_stage_set(lead=obj, stage=new_stage, actor=request.user)
 
     def _set_stage(self, request: HttpRequest, queryset: QuerySet[Lead], stage: str) -> None:
+        if not self.rows_allowed(request, queryset, access.ADVERTISER):
+            return
         for lead in queryset:
             services.lead_stage_set(lead=lead, stage=stage, actor=request.user)
         self.message_user(request, f"{queryset.count()} lead(s) set to {LeadStage(stage).label}.")
 
-    @admin.action(description="Set stage: contacted")
+    @admin.action(description="Set stage: contacted", permissions=("change",))
     def mark_contacted(self, request, queryset):
         self._set_stage(request, queryset, LeadStage.CONTACTED)
 
-    @admin.action(description="Set stage: qualified")
+    @admin.action(description="Set stage: qualified", permissions=("change",))
     def mark_qualified(self, request, queryset):
         self._set_stage(request, queryset, LeadStage.QUALIFIED)
 
-    @admin.action(description="Set stage: won")
+    @admin.action(description="Set stage: won", permissions=("change",))
     def mark_won(self, request, queryset):
         self._set_stage(request, queryset, LeadStage.WON)
 
-    @admin.action(description="Set stage: lost")
+    @admin.action(description="Set stage: lost", permissions=("change",))
     def mark_lost(self, request, queryset):
         self._set_stage(request, queryset, LeadStage.LOST)
 
-    @admin.action(description="Retry failed deliveries")
+    @admin.action(description="Retry failed deliveries", permissions=("change",))
     def retry_failed_deliveries(self, request, queryset):
+        if not self.rows_allowed(request, queryset, access.ADVERTISER):
+            return
         count = sum(services.lead_deliveries_retry(lead=lead) for lead in queryset)
         self.message_user(request, f"{count} delivery(ies) queued again.")
 
@@ -225,7 +237,9 @@ class RulePreviewForm(forms.Form):
 
 
 @admin.register(RoutingRule)
-class RoutingRuleAdmin(admin.ModelAdmin):
+class RoutingRuleAdmin(EveryAccountAdmin):
+    """Rules route every account's leads: an admin of every account edits them."""
+
     form = RoutingRuleForm
     list_display = ("name", "position", "is_active", "priority", "destination_names", "preview_link")
     list_editable = ("position", "is_active")
@@ -270,6 +284,8 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         ]
 
     def preview_view(self, request: HttpRequest, rule_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         rule = get_object_or_404(RoutingRule.objects.prefetch_related("destinations"), pk=rule_id)
         form = RulePreviewForm(request.GET or None)
         results, lead, decision = None, None, None
@@ -320,7 +336,10 @@ class DestinationForm(forms.ModelForm):
 
 
 @admin.register(Destination)
-class DestinationAdmin(admin.ModelAdmin):
+class DestinationAdmin(EveryAccountAdmin):
+    """Where leads go (a Slack URL is a credential): an admin of every account handles them."""
+
+    view_role = access.ADMIN
     form = DestinationForm
     # The URL is not listed: a Slack webhook URL is a credential.
     list_display = ("name", "kind", "is_active", "updated_at")

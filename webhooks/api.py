@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adsplatform.errors import error_body
+from campaigns import access
 from webhooks import selectors, services
 from webhooks.models import Lead, LeadDelivery, LeadStage, Priority, WebhookSource
 
@@ -277,14 +278,19 @@ class LeadListView(generics.ListAPIView):
     filterset_class = LeadFilter
 
     def get_queryset(self):
-        return selectors.lead_list()
+        return _visible_leads(self.request)
+
+
+def _visible_leads(request: Request):
+    """Leads of the caller's accounts; a lead of no known campaign only for a role on every account."""
+    return access.scope_queryset(selectors.lead_list(), request.user, account_field="campaign__account")
 
 
 class LeadDetailView(generics.GenericAPIView):
     serializer_class = LeadSerializer
 
     def get_queryset(self):
-        return selectors.lead_list()
+        return _visible_leads(self.request)
 
     @extend_schema(tags=["leads"], summary="One lead")
     def get(self, request: Request, pk: int) -> Response:
@@ -293,13 +299,17 @@ class LeadDetailView(generics.GenericAPIView):
     @extend_schema(
         tags=["leads"],
         summary="Set a lead's stage",
-        description="Reaching the conversion stage (LEAD_CONVERSION_STAGE, default qualified) with a gclid "
-        "closes the loop with a Google conversion whose order id is the lead id.",
+        description="Reaching the conversion stage (LEAD_CONVERSION_STAGE, default qualified) or a later one "
+        "(new < contacted < qualified < won) closes the loop once with a Google conversion whose order id is "
+        "the lead id: a click conversion with the lead's gclid/gbraid/wbraid, else an enhanced conversion for "
+        "leads from its hashed email and phone.",
         request=LeadStageSerializer,
         responses={200: LeadSerializer, 400: _ERROR, 404: _ERROR},
     )
     def patch(self, request: Request, pk: int) -> Response:
         lead = self.get_object()
+        # Moving a lead may create a conversion: an advertiser's decision, like a budget.
+        access.require_role(request.user, lead.campaign.account_id if lead.campaign_id else None, access.ADVERTISER)
         form = LeadStageSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         services.lead_stage_set(lead=lead, stage=form.validated_data["stage"], actor=request.user)

@@ -44,29 +44,29 @@ def test_list_filters(auth_client, leads):
     assert auth_client.get("/api/v1/leads/", {"priority": "soon"}).status_code == 400
 
 
-def test_detail_and_stage_update(auth_client, leads):
+def test_detail_and_stage_update(advertiser_client, leads):
     lead = leads["normal"]
-    assert auth_client.get(f"/api/v1/leads/{lead.pk}/").json()["stage"] == "new"
-    response = auth_client.patch(f"/api/v1/leads/{lead.pk}/", {"stage": "contacted"}, format="json")
+    assert advertiser_client.get(f"/api/v1/leads/{lead.pk}/").json()["stage"] == "new"
+    response = advertiser_client.patch(f"/api/v1/leads/{lead.pk}/", {"stage": "contacted"}, format="json")
     assert response.status_code == 200
     assert response.json()["stage"] == "contacted"
     lead.refresh_from_db()
     assert lead.stage_changed_at is not None
 
 
-def test_stage_update_refuses_unknown_stages_and_missing_leads(auth_client, leads):
-    response = auth_client.patch(f"/api/v1/leads/{leads['low'].pk}/", {"stage": "maybe"}, format="json")
+def test_stage_update_refuses_unknown_stages_and_missing_leads(advertiser_client, leads):
+    response = advertiser_client.patch(f"/api/v1/leads/{leads['low'].pk}/", {"stage": "maybe"}, format="json")
     assert response.status_code == 400
     assert response.json()["error"]["details"]["stage"]
-    assert auth_client.patch("/api/v1/leads/999999/", {"stage": "won"}, format="json").status_code == 404
+    assert advertiser_client.patch("/api/v1/leads/999999/", {"stage": "won"}, format="json").status_code == 404
 
 
 def test_a_lead_whose_account_has_no_conversion_action_records_no_conversion(
-    auth_client, leads, django_capture_on_commit_callbacks
+    advertiser_client, leads, django_capture_on_commit_callbacks
 ):
     lead = leads["urgent"]
     with django_capture_on_commit_callbacks(execute=True):
-        auth_client.patch(f"/api/v1/leads/{lead.pk}/", {"stage": "qualified"}, format="json")
+        advertiser_client.patch(f"/api/v1/leads/{lead.pk}/", {"stage": "qualified"}, format="json")
     lead.refresh_from_db()
     assert (lead.stage, lead.conversion_created_at) == ("qualified", None)
 
@@ -176,3 +176,12 @@ def test_openapi_schema_describes_the_receivers_and_leads(api_client):
     assert "post" in paths["/api/v1/webhooks/google-lead-form"]
     assert {"get", "patch"} <= set(paths["/api/v1/leads/{id}/"])
     assert "get" in paths["/api/v1/leads/"]
+
+
+def test_a_viewer_reads_leads_but_cannot_move_them(auth_client, leads):
+    lead = leads["low"]
+    assert auth_client.get(f"/api/v1/leads/{lead.pk}/").status_code == 200
+    refused = auth_client.patch(f"/api/v1/leads/{lead.pk}/", {"stage": "won"}, format="json")
+    assert refused.status_code == 403 and "advertiser role" in refused.json()["error"]["message"]
+    lead.refresh_from_db()
+    assert lead.stage == "new"
