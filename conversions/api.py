@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -49,6 +49,7 @@ class OffsetDateTimeField(serializers.Field):
     default_error_messages = {
         "invalid": "Use ISO 8601 with an offset, e.g. 2026-05-01T13:45:00+02:00.",
         "naive": "Give the UTC offset (e.g. +02:00 or Z): without it the moment is ambiguous.",
+        "out_of_range": "This moment is outside the calendar (before year 1 or after 9999 in UTC).",
     }
 
     def to_internal_value(self, data: Any) -> datetime:
@@ -60,6 +61,12 @@ class OffsetDateTimeField(serializers.Field):
             self.fail("invalid")
         if moment.tzinfo is None or moment.utcoffset() is None:
             self.fail("naive")
+        try:
+            # 0001-01-01T00:00+02:00 parses, but is a moment before year 1: stored, it could
+            # never be read back.
+            moment.astimezone(UTC)
+        except OverflowError:
+            self.fail("out_of_range")
         return moment
 
     def to_representation(self, value: datetime) -> str:
@@ -96,7 +103,16 @@ class ConsentSerializer(serializers.Serializer):
 
 
 class GoogleConversionInSerializer(serializers.Serializer):
-    gclid = serializers.CharField(required=False, allow_blank=True, max_length=512)
+    """At most one click id; without one, ``user.email`` and/or ``user.phone`` make it an enhanced
+    conversion for leads, which Google matches on the hashed identifiers (checked by the service)."""
+
+    gclid = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=512,
+        help_text="At most one of gclid, gbraid, wbraid. With none, give user.email and/or user.phone: "
+        "an enhanced conversion for leads.",
+    )
     gbraid = serializers.CharField(required=False, allow_blank=True, max_length=512)
     wbraid = serializers.CharField(required=False, allow_blank=True, max_length=512)
     conversion_action = serializers.CharField(

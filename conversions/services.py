@@ -52,6 +52,8 @@ MAX_BATCH = {Platform.GOOGLE: 2000, Platform.META: 1000}
 META_MAX_EVENT_AGE = timedelta(days=7)
 # Expire a little early rather than send an event that turns 7 days old on the way.
 META_EXPIRY_MARGIN = timedelta(minutes=1)
+# Google Ads refuses click conversions more than 90 days old (the longest click-through window).
+GOOGLE_MAX_CONVERSION_AGE = timedelta(days=90)
 # Clocks of senders drift; an event a few seconds "in the future" is not refused.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 META_ACTION_SOURCES = frozenset(
@@ -171,11 +173,19 @@ def _prepare_google(
         errors.append(ItemError(index, "conversion_action", found))
     clicks = [(name, str(item.get(name) or "").strip()) for name in ("gclid", "gbraid", "wbraid")]
     given = [(name, value) for name, value in clicks if value]
-    if len(given) != 1:
-        errors.append(ItemError(index, "gclid", "Give exactly one of gclid, gbraid or wbraid."))
+    if len(given) > 1:
+        errors.append(ItemError(index, "gclid", "Give at most one of gclid, gbraid or wbraid."))
     happened: datetime = item["conversion_date_time"]
     if happened > now + FUTURE_TOLERANCE:
         errors.append(ItemError(index, "conversion_date_time", "The conversion cannot be in the future."))
+    elif happened < now - GOOGLE_MAX_CONVERSION_AGE:
+        errors.append(
+            ItemError(
+                index,
+                "conversion_date_time",
+                "Google Ads accepts click conversions up to 90 days old; this one is older.",
+            )
+        )
     user = item.get("user") or {}
     hashed_email = hashed_phone = ""
     if user.get("email"):
@@ -188,10 +198,20 @@ def _prepare_google(
             hashed_phone = hashing.google_hash_phone(user["phone"], country=user.get("country") or "")
         except hashing.IdentifierError as exc:
             errors.append(ItemError(index, "user.phone", str(exc)))
+    if not given and not (hashed_email or hashed_phone) and len(errors) == start:
+        # Without a click, Google matches an enhanced conversion for leads on the hashed identifiers.
+        errors.append(
+            ItemError(
+                index,
+                "gclid",
+                "Give a click id (gclid, gbraid or wbraid), or user.email and/or user.phone for an "
+                "enhanced conversion for leads; this conversion has neither.",
+            )
+        )
     if len(errors) > start or isinstance(found, str):
         return None
     action = found
-    click_type, click_id = given[0]
+    click_type, click_id = given[0] if given else ("", "")
     value: Decimal | None = item.get("conversion_value")
     currency = (item.get("currency_code") or (action.account.currency_code if value is not None else "")).upper()
     order_id = (item.get("order_id") or "").strip()
@@ -199,13 +219,24 @@ def _prepare_google(
     if order_id:
         # Google keeps one conversion per order id and action.
         key = _dedupe_key("google", action.account.external_id, action.external_id, "order", order_id)
-    else:
+    elif click_type:
         # Google's own rule without an order id: one conversion per click, action and moment.
         key = _dedupe_key(
             "google", action.account.external_id, action.external_id, click_type, click_id, int(happened.timestamp())
         )
+    else:
+        # Identifier-only (enhanced conversions for leads): the same person, action and moment.
+        key = _dedupe_key(
+            "google",
+            action.account.external_id,
+            action.external_id,
+            "identifiers",
+            hashed_email,
+            hashed_phone,
+            int(happened.timestamp()),
+        )
     payload = {
-        click_type: click_id,
+        **({click_type: click_id} if click_type else {}),
         "conversion_date_time": happened.isoformat(),
         "conversion_value": str(value) if value is not None else None,
         "currency_code": currency,
@@ -385,9 +416,13 @@ def _ingest(
                     dedupe_key=p.dedupe_key, source=source[:150], next_attempt_at=now, **p.row
                 )
             if new_rows:
-                # A concurrent request with the same keys may win the race: its rows are kept.
-                Conversion.objects.bulk_create(new_rows.values(), batch_size=500, ignore_conflicts=True)
+                created = _insert_new(new_rows)
                 known = selectors.conversions_by_dedupe_keys(keys=keys)
+                # Rows a concurrent request committed first are its own: here they are repeats.
+                seen: set[str] = set()
+                for position, key in enumerate(keys):
+                    duplicates[position] = key in seen or key not in created
+                    seen.add(key)
             conversions = [known[key] for key in keys]
             if idempotency_key:
                 IngestRequest.objects.create(
@@ -407,6 +442,35 @@ def _ingest(
         extra={"platform": platform, "items": len(items), "conversions_created": duplicates.count(False)},
     )
     return IngestOutcome(conversions=conversions, duplicates=duplicates)
+
+
+def _insert_new(rows: dict[str, Conversion]) -> set[str]:
+    """Insert ``rows`` (by dedupe key); the keys this call created.
+
+    One bulk insert in a savepoint; when a concurrent request committed some of the same keys
+    first (PostgreSQL makes the second insert wait for the first, then fail), the rows go in one
+    by one and those already there are left to their first writer, so exactly one request
+    answers "created" for a key.
+    """
+    try:
+        with transaction.atomic():
+            Conversion.objects.bulk_create(rows.values(), batch_size=500)
+        return set(rows)
+    except IntegrityError:
+        pass
+    created: set[str] = set()
+    for key, row in rows.items():
+        row.pk = None
+        row._state.adding = True
+        try:
+            with transaction.atomic():
+                row.save(force_insert=True)
+        except IntegrityError:
+            if not Conversion.objects.filter(dedupe_key=key).exists():
+                raise  # another constraint failed: a bug, not a race
+            continue
+        created.add(key)
+    return created
 
 
 def _replay(*, platform: str, key: str, fingerprint: str) -> IngestOutcome | None:
