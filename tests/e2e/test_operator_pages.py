@@ -265,5 +265,8 @@ def test_a_running_sync_shows_progress_and_refreshes(page, back_office):
     SyncRun.objects.filter(pk=run.pk).update(
         status=SyncRun.Status.SUCCEEDED, finished_at=timezone.now(), metric_rows_synced=2000
     )
-    page.wait_for_function("document.querySelector('[data-progress=rows]').textContent === '2,000'", timeout=12_000)
+    # A locator wait, not wait_for_function: the page's Content-Security-Policy forbids eval.
+    from playwright.sync_api import expect
+
+    expect(page.locator("[data-progress=rows]")).to_have_text("2,000", timeout=12_000)
     assert page.locator("#ads-auto-refresh").count() == 0
