@@ -652,12 +652,12 @@ def lead_body(run_id: str, index: int) -> bytes:
     ).encode()
 
 
-def _route_every_lead_to(crm_url: str) -> None:
+def _route_every_lead_to(crm_url: str, name: str = "Reliability CRM") -> None:
     from webhooks import services
     from webhooks.models import Destination, RoutingRule
 
     crm = Destination.objects.create(
-        name="Reliability CRM", kind=Destination.Kind.CRM, url=crm_url, signing_secret="whsec_" + "QUJD" * 8
+        name=name, kind=Destination.Kind.CRM, url=crm_url, signing_secret="whsec_" + "QUJD" * 8
     )
     rule = RoutingRule.objects.create(name="Every lead to the CRM", position=1, priority="high", conditions=[])
     rule.destinations.add(crm)
@@ -1283,14 +1283,14 @@ def scenario_redis_outage_fresh_worker(run: Run, result: ScenarioResult) -> None
     from django.db.models import Count
 
     from webhooks import services
-    from webhooks.models import Destination, Lead, RoutingRule, WebhookEvent
+    from webhooks.models import Lead, RoutingRule, WebhookEvent
 
     profile = run.profile
     crm = CrmReceiver(delay_seconds=0.2)  # deliveries stay in hand a moment: the worker is busy
-    RoutingRule.objects.all().delete()
-    Destination.objects.all().delete()
+    # Only this scenario's CRM: earlier rules stop routing (their destinations keep their history).
+    RoutingRule.objects.update(is_active=False)
     services.routing_rules_invalidate()
-    _route_every_lead_to(crm.url)
+    _route_every_lead_to(crm.url, name="Reliability CRM (f)")
     headers = {"Content-Type": "application/json", "X-Webhook-Secret": run.webhook_secret}
     workers = SupervisedWorkers(run.env, run.work_dir)
     rounds_ok = 0
