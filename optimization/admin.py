@@ -24,7 +24,7 @@ from campaigns.admin_scoping import AccountScopedAdmin
 from campaigns.models import Campaign
 from campaigns.services import account_today
 from optimization import selectors, services
-from optimization.models import AccountBudgetSettings, Alert, OptimizationRun
+from optimization.models import AccountBudgetSettings, Alert, GuardrailChange, OptimizationRun
 
 MICROS_PER_UNIT = 1_000_000
 
@@ -86,7 +86,7 @@ class BudgetHistoryInline(admin.TabularInline):
     max_num = 0
     can_delete = False
     verbose_name_plural = "Budget history"
-    fields = ("created_at", "source", "status", "old_budget_micros", "new_budget_micros", "reason", "requested_by")
+    fields = ("created_at", "source", "status", "old_budget_micros", "new_budget_micros", "reason", "requested_by_name")
     readonly_fields = fields
     ordering = ("-created_at",)
     show_change_link = True
@@ -217,7 +217,7 @@ class OptimizationRunAdmin(AccountScopedAdmin):
         "old_budget",
         "new_budget",
         "change",
-        "requested_by",
+        "requested_by_name",
         "created_at",
         "applied_at",
     )
@@ -228,8 +228,8 @@ class OptimizationRunAdmin(AccountScopedAdmin):
         "campaign__platform",
         ("campaign__account", admin.RelatedOnlyFieldListFilter),
     )
-    search_fields = ("campaign__name", "reason", "requested_by__username", "error_message")
-    list_select_related = ("campaign__account", "requested_by")
+    search_fields = ("campaign__name", "reason", "requested_by_name", "error_message")
+    list_select_related = ("campaign__account",)
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in OptimizationRun._meta.fields]
     actions = ("approve_proposals", "reject_proposals")
@@ -330,6 +330,9 @@ class AccountBudgetSettingsAdmin(AccountScopedAdmin):
     search_fields = ("account__name", "account__external_id")
     list_select_related = ("account",)
 
+    def save_model(self, request, obj: AccountBudgetSettings, form, change: bool) -> None:
+        services.budget_settings_save(budget_settings=obj, actor=request.user)
+
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         # Amounts are typed in currency units; the table keeps micros.
         if isinstance(db_field, models.BigIntegerField) and db_field.name.endswith("_micros"):
@@ -355,3 +358,18 @@ class AccountBudgetSettingsAdmin(AccountScopedAdmin):
         if obj.target_roas:
             return f"ROAS {obj.target_roas.normalize()}"
         return "—"
+
+
+@admin.register(GuardrailChange)
+class GuardrailChangeAdmin(AccountScopedAdmin):
+    """The guardrails' audit trail: readable by the account's people, never edited or deleted."""
+
+    change_role = None
+    add_role = None
+    delete_role = None
+    list_display = ("changed_at", "account", "field", "old_value", "new_value", "changed_by_name")
+    list_filter = ("field", ("account", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("account__name", "changed_by_name")
+    list_select_related = ("account",)
+    date_hierarchy = "changed_at"
+    readonly_fields = [f.name for f in GuardrailChange._meta.fields]

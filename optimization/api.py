@@ -66,8 +66,15 @@ class OptimizationRunSerializer(serializers.ModelSerializer):
     campaign_name = serializers.CharField(source="campaign.name", read_only=True)
     account = serializers.IntegerField(source="campaign.account_id", read_only=True)
     currency_code = serializers.CharField(source="campaign.account.currency_code", read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    # Names as they were when the change was made: they outlive the users (null: nobody, e.g. the optimizer).
+    requested_by = serializers.SerializerMethodField()
+    decided_by = serializers.SerializerMethodField()
+
+    def get_requested_by(self, run: OptimizationRun) -> str | None:
+        return run.requested_by_name or None
+
+    def get_decided_by(self, run: OptimizationRun) -> str | None:
+        return run.decided_by_name or None
 
     class Meta:
         model = OptimizationRun

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from campaigns.models import AdAccount, Campaign
 
@@ -34,6 +35,8 @@ class OptimizationRun(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The name as it was: the audit trail keeps it when the user is deleted (the key goes NULL).
+    requested_by_name = models.CharField(max_length=150, blank=True, editable=False)
     source = models.CharField(max_length=16, choices=Source.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     platform_response = models.JSONField(null=True, blank=True)
@@ -51,6 +54,7 @@ class OptimizationRun(models.Model):
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    decided_by_name = models.CharField(max_length=150, blank=True, editable=False)
     decided_at = models.DateTimeField(null=True, blank=True)
     # Pushing: attempts so far, and when the next one is due (the sweeper re-sends lost ones).
     push_attempts = models.PositiveIntegerField(default=0)
@@ -112,6 +116,28 @@ class AccountBudgetSettings(models.Model):
 
     def __str__(self) -> str:
         return f"Budget settings of {self.account}"
+
+
+class GuardrailChange(models.Model):
+    """One guardrail setting changed: who, when, old → new. Append-only, like budget changes,
+    because a raised cap or auto-apply switched on lets the optimizer push money unasked."""
+
+    account = models.ForeignKey(AdAccount, on_delete=models.PROTECT, related_name="guardrail_changes")
+    field = models.CharField(max_length=64)
+    old_value = models.TextField(blank=True)
+    new_value = models.TextField(blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_by_name = models.CharField(max_length=150, blank=True)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("-changed_at", "-id")
+        indexes = [models.Index(fields=("account", "-changed_at"))]
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.field} {self.old_value or '—'} → {self.new_value or '—'}"
 
 
 class Alert(models.Model):

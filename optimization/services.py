@@ -28,7 +28,7 @@ from campaigns.models import AdAccount, Campaign, CampaignStatus
 from campaigns.services import account_today, campaign_cache_invalidate
 from optimization import optimizer, selectors
 from optimization.conf import setting
-from optimization.models import AccountBudgetSettings, Alert, OptimizationRun, PlatformCallRecord
+from optimization.models import AccountBudgetSettings, Alert, GuardrailChange, OptimizationRun, PlatformCallRecord
 from platforms.base import BudgetUpdate, CampaignInfo, PlatformError, TransientError, minor_unit_micros
 from platforms.observe import PlatformCall
 from platforms.registry import get_platform
@@ -48,6 +48,59 @@ def format_money(micros: int | Decimal | None, currency_code: str) -> str:
     unit = minor_unit_micros(currency_code)
     places = 0 if unit >= 1_000_000 else (3 if unit == 1_000 else 2)
     return f"{Decimal(micros) / 1_000_000:,.{places}f} {currency_code}"
+
+
+def _actor_name(actor: Any) -> str:
+    """The name the audit trail keeps (a deleted user's rows keep it; the optimizer has none)."""
+    return actor.get_username() if getattr(actor, "pk", None) else ""
+
+
+# --- Guardrails ------------------------------------------------------------------------------------
+
+GUARDRAIL_FIELDS = (
+    "max_campaign_daily_budget_micros",
+    "monthly_budget_micros",
+    "target_cpa_micros",
+    "target_roas",
+    "min_campaign_daily_budget_micros",
+    "optimizer_enabled",
+    "auto_apply",
+)
+
+
+def _guardrail_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def budget_settings_save(*, budget_settings: AccountBudgetSettings, actor: Any) -> list[GuardrailChange]:
+    """Save an account's guardrails and record each value that changed (who, when, old → new),
+    in one transaction: a setting never changes without its audit row."""
+    before = (
+        AccountBudgetSettings.objects.filter(pk=budget_settings.pk).values(*GUARDRAIL_FIELDS).first()
+        if budget_settings.pk
+        else None
+    ) or {}
+    with transaction.atomic():
+        budget_settings.save()
+        changes = [
+            GuardrailChange(
+                account_id=budget_settings.account_id,
+                field=name,
+                old_value=_guardrail_text(before.get(name)),
+                new_value=_guardrail_text(getattr(budget_settings, name)),
+                changed_by=actor if getattr(actor, "pk", None) else None,
+                changed_by_name=_actor_name(actor),
+            )
+            for name in GUARDRAIL_FIELDS
+            if _guardrail_text(before.get(name)) != _guardrail_text(getattr(budget_settings, name))
+        ]
+        GuardrailChange.objects.bulk_create(changes)
+    if changes:
+        logger.info(
+            "guardrails changed",
+            extra={"account_id": budget_settings.account_id, "fields": [c.field for c in changes]},
+        )
+    return changes
 
 
 def _refuse(field_name: str, message: str, code: str) -> ValidationError:
@@ -89,6 +142,7 @@ def budget_change(
                 new_budget_micros=new_micros,
                 reason=reason.strip(),
                 requested_by=actor if getattr(actor, "pk", None) else None,
+                requested_by_name=_actor_name(actor),
                 source=source,
                 status=OptimizationRun.Status.PENDING,
                 confirmed_large_change=confirm_large_change,
@@ -497,6 +551,7 @@ def proposal_approve(*, run: OptimizationRun, actor: Any) -> OptimizationRun:
             moved = OptimizationRun.objects.filter(pk=run.pk, status=OptimizationRun.Status.PROPOSED).update(
                 status=OptimizationRun.Status.PENDING,
                 decided_by=actor if getattr(actor, "pk", None) else None,
+                decided_by_name=_actor_name(actor),
                 decided_at=now,
                 error_message="",
                 updated_at=now,
@@ -515,6 +570,7 @@ def proposal_reject(*, run: OptimizationRun, actor: Any, note: str = "") -> Opti
     rejected = OptimizationRun.objects.filter(pk=run.pk, status=OptimizationRun.Status.PROPOSED).update(
         status=OptimizationRun.Status.REJECTED,
         decided_by=actor if getattr(actor, "pk", None) else None,
+        decided_by_name=_actor_name(actor),
         decided_at=now,
         finished_at=now,
         error_message=note[:4000],
