@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 
+from django import forms
 from django.contrib import admin, messages
 from django.http import StreamingHttpResponse
 from django.utils import timezone
@@ -12,7 +13,7 @@ from django.utils import timezone
 from campaigns import access
 from campaigns.admin_scoping import AccountScopedAdmin, EveryAccountAdmin
 from conversions import selectors, services
-from conversions.models import Conversion, ConversionAction, ServiceApiKey
+from conversions.models import Conversion, ConversionAction, ServiceApiKey, ServiceScope, default_service_scopes
 
 
 class _Echo:
@@ -108,11 +109,26 @@ class ConversionActionAdmin(AccountScopedAdmin):
         return obj.account.get_platform_display()
 
 
+class ServiceApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ServiceScope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=default_service_scopes,
+        help_text="What the key may do.",
+    )
+
+    class Meta:
+        model = ServiceApiKey
+        fields = ("name", "scopes", "accounts", "is_active")
+
+
 @admin.register(ServiceApiKey)
 class ServiceApiKeyAdmin(EveryAccountAdmin):
-    """A key posts conversions to any account: only an admin of every account handles keys."""
+    """A key may post conversions to every account: only an admin of every account handles keys."""
 
     view_role = access.ADMIN
+    form = ServiceApiKeyForm
+    filter_horizontal = ("accounts",)
     list_display = ("name", "prefix", "is_active", "created_at", "last_used_at")
     list_filter = ("is_active",)
     search_fields = ("name", "prefix")
@@ -120,14 +136,14 @@ class ServiceApiKeyAdmin(EveryAccountAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("name",)
-        return ("name", "prefix", "is_active", "created_at", "last_used_at")
+            return ("name", "scopes", "accounts")
+        return ("name", "scopes", "accounts", "prefix", "is_active", "created_at", "last_used_at")
 
     def save_model(self, request, obj: ServiceApiKey, form, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
             return
-        key, raw_key = services.service_api_key_create(name=obj.name)
+        key, raw_key = services.service_api_key_create(name=obj.name, scopes=obj.scopes)
         obj.pk = key.pk
         obj.prefix, obj.key_hash, obj.created_at = key.prefix, key.key_hash, key.created_at
         # Shown this once: only its hash is stored.

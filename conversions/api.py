@@ -27,7 +27,7 @@ from campaigns import access
 from campaigns.models import Platform
 from conversions import selectors, services
 from conversions.authentication import ServiceKeyAuthentication, ServicePrincipal
-from conversions.models import Conversion, ConversionAction
+from conversions.models import Conversion, ConversionAction, ServiceApiKey, ServiceScope
 from platforms.base import MICROS_PER_UNIT
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -258,6 +258,23 @@ def _flatten(errors: Any, prefix: str) -> dict[str, list[str]]:
     return flat
 
 
+class MissingScope(exceptions.PermissionDenied):
+    default_code = "missing_scope"
+
+
+def require_service_scope(key: ServiceApiKey, scope: str, *, account_ids: set[int] = frozenset()) -> None:
+    if not key.has_scope(scope):
+        raise MissingScope(f"This service key lacks the {scope} scope; an admin can add it to the key in admin.")
+    allowed = set(key.accounts.values_list("pk", flat=True))
+    if allowed and not account_ids <= allowed:
+        raise MissingScope("This service key may not post to the account of this conversion action.")
+
+
+def _service_key_scope(queryset, key: ServiceApiKey, *, account_field: str = "account"):
+    allowed = list(key.accounts.values_list("pk", flat=True))
+    return queryset.filter(**{f"{account_field}__in": allowed}) if allowed else queryset
+
+
 class _IngestView(APIView):
     authentication_classes = [ServiceKeyAuthentication, JWTAuthentication]
     permission_classes = [IsAuthenticated]
@@ -272,13 +289,16 @@ class _IngestView(APIView):
         return str(item.get("conversion_action") or "")
 
     def check_account_roles(self, request, items: list[dict[str, Any]]) -> None:
-        """A person posting with a JWT needs the advertiser role on every account the batch
-        writes to, before anything is stored. (A service key is the server's own credential.)"""
-        if isinstance(request.user, ServicePrincipal):
-            return
-        for account_id in selectors.conversion_action_account_ids(
+        """Before anything is stored: a person posting with a JWT needs the advertiser role on every
+        account the batch writes to; a service key needs the conversions:write scope and, when it
+        is limited to some accounts, every account of the batch among them."""
+        account_ids = selectors.conversion_action_account_ids(
             platform=self.platform, references=[self.action_reference(item) for item in items]
-        ):
+        )
+        if isinstance(request.user, ServicePrincipal):
+            require_service_scope(request.user.key, ServiceScope.CONVERSIONS_WRITE, account_ids=account_ids)
+            return
+        for account_id in account_ids:
             access.require_role(request.user, account_id, access.ADVERTISER)
 
     def _items(self, body: Any) -> tuple[list[Any], bool]:
@@ -462,13 +482,19 @@ class ConversionActionFilter(django_filters.FilterSet):
 
 @extend_schema(tags=["conversions"])
 class ConversionActionListView(generics.ListAPIView):
-    """Conversion actions (Google) and pixels (Meta) per account: the ids to post conversions with."""
+    """Conversion actions (Google) and pixels (Meta) per account: the ids to post conversions with.
+    A JWT shows the user's accounts; a service key with conversion_actions:read shows its own."""
 
     serializer_class = ConversionActionSerializer
     filterset_class = ConversionActionFilter
+    authentication_classes = [ServiceKeyAuthentication, JWTAuthentication]
 
     def get_queryset(self):
-        return access.scope_queryset(selectors.conversion_action_list(), self.request.user)
+        actions = selectors.conversion_action_list()
+        if isinstance(self.request.user, ServicePrincipal):
+            require_service_scope(self.request.user.key, ServiceScope.CONVERSION_ACTIONS_READ)
+            return _service_key_scope(actions, self.request.user.key)
+        return access.scope_queryset(actions, self.request.user)
 
 
 urlpatterns = [

@@ -40,10 +40,27 @@ class ConversionAction(models.Model):
         return f"customers/{self.account.external_id}/conversionActions/{self.external_id}"
 
 
+class ServiceScope(models.TextChoices):
+    CONVERSIONS_WRITE = "conversions:write", "conversions:write: post conversions"
+    CONVERSION_ACTIONS_READ = "conversion_actions:read", "conversion_actions:read: list the actions to post to"
+
+
+def default_service_scopes() -> list[str]:
+    # A server posting conversions needs the action ids it must post with.
+    return [ServiceScope.CONVERSIONS_WRITE.value, ServiceScope.CONVERSION_ACTIONS_READ.value]
+
+
 class ServiceApiKey(models.Model):
     """A server-to-server key for ``X-Service-Auth``. Only its SHA-256 is kept; the key is shown once."""
 
     name = models.CharField(max_length=100, unique=True, help_text="Who uses it, e.g. 'checkout service'.")
+    scopes = models.JSONField(default=default_service_scopes, help_text="What the key may do.")
+    accounts = models.ManyToManyField(
+        AdAccount,
+        blank=True,
+        related_name="+",
+        help_text="The accounts it may post to and read the actions of; none: every account.",
+    )
     prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to recognise a key.")
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     is_active = models.BooleanField(default=True)
@@ -56,6 +73,9 @@ class ServiceApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in (self.scopes or [])
 
 
 class Conversion(models.Model):

@@ -29,7 +29,7 @@ from django.utils import timezone
 from campaigns.models import Platform
 from conversions import hashing, selectors
 from conversions.metrics import CONVERSION_UPLOADS
-from conversions.models import Conversion, ConversionAction, IngestRequest, ServiceApiKey
+from conversions.models import Conversion, ConversionAction, IngestRequest, ServiceApiKey, default_service_scopes
 from platforms.base import (
     AuthError,
     ClickConversion,
@@ -897,10 +897,18 @@ def _key_prefix(raw_key: str) -> str:
     return raw_key[: min(6, len(raw_key) // 4)]
 
 
-def service_api_key_create(*, name: str, raw_key: str = "") -> tuple[ServiceApiKey, str]:
-    """A new key; the raw key is returned once and never stored."""
+def service_api_key_create(
+    *, name: str, raw_key: str = "", scopes: list[str] | None = None
+) -> tuple[ServiceApiKey, str]:
+    """A new key (by default: post conversions and read the actions); the raw key is returned once
+    and never stored."""
     raw_key = raw_key or SERVICE_KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ServiceApiKey.objects.create(name=name, prefix=_key_prefix(raw_key), key_hash=service_api_key_hash(raw_key))
+    key = ServiceApiKey.objects.create(
+        name=name,
+        prefix=_key_prefix(raw_key),
+        key_hash=service_api_key_hash(raw_key),
+        scopes=list(scopes) if scopes is not None else default_service_scopes(),
+    )
     return key, raw_key
 
 

@@ -10,10 +10,11 @@ from django.urls import path
 from rest_framework.test import APIClient
 
 from adsplatform.urls import urlpatterns as root_urlpatterns
+from conversions import services
 from conversions.api import GoogleConversionIngestView
 from conversions.models import Conversion, ConversionAction, IngestRequest, ServiceApiKey
 from tests.campaigns.factories import AdAccountFactory
-from tests.conversions.conftest import META_PIXEL, google_conversion, meta_event
+from tests.conversions.conftest import GOOGLE_PURCHASE, META_PIXEL, google_conversion, meta_event
 
 GOOGLE_URL = "/api/v1/conversions/google"
 META_URL = "/api/v1/conversions/meta"
@@ -208,7 +209,8 @@ def at_test_time(change: dict[str, Any]) -> dict[str, Any]:
 
 
 GOOGLE_400_CASES = [
-    ("no click id", {"gclid": ""}, "gclid"),
+    ("no click id and no identifier", {"gclid": "", "user": None}, "gclid"),
+    ("no click id, blank identifiers", {"gclid": "", "user": {"email": "", "phone": ""}}, "gclid"),
     ("two click ids", {"gbraid": "abc"}, "gclid"),
     ("unknown action", {"conversion_action": "999"}, "conversion_action"),
     ("naive time", {"conversion_date_time": "2026-01-01T10:00:00"}, "conversion_date_time"),
@@ -435,3 +437,79 @@ def test_metas_seven_day_window_is_seven_times_24_hours_on_any_calendar(service_
         "Meta accepts events up to 7 days old; this one is older."
     ]
     assert Conversion.objects.count() == 1
+
+
+# --- Identifier-only conversions (enhanced conversions for leads) ------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "user",
+    [
+        {"email": "Jane.Doe@Gmail.com"},
+        {"phone": "+1 (650) 555-1212"},
+        {"email": "jane@example.com", "phone": "+16505551212"},
+    ],
+    ids=["email", "phone", "both"],
+)
+def test_google_conversion_without_a_click_id_is_accepted_with_identifiers(service_client, actions, user):
+    body = google_conversion(gclid="", user=user)
+    response = service_client.post(GOOGLE_URL, body, format="json")
+    assert response.status_code == 202, response.content
+    assert response.json()["click_id_type"] == ""
+    conversion = Conversion.objects.get()
+    assert not {"gclid", "gbraid", "wbraid"} & set(conversion.payload)
+    assert bool(conversion.hashed_email) == ("email" in user)
+    assert bool(conversion.hashed_phone) == ("phone" in user)
+    assert "Jane.Doe" not in str(conversion.payload)  # hashed, never raw
+
+
+@pytest.mark.django_db
+def test_identifier_only_conversion_without_order_id_is_deduped_on_person_and_moment(service_client, actions):
+    body = google_conversion(gclid="", order_id="", user={"email": "jane@example.com"})
+    assert service_client.post(GOOGLE_URL, body, format="json").status_code == 202
+    again = service_client.post(GOOGLE_URL, {**body, "user": {"email": " JANE@example.com "}}, format="json")
+    assert again.status_code == 200
+    other_person = service_client.post(GOOGLE_URL, {**body, "user": {"email": "john@example.com"}}, format="json")
+    assert other_person.status_code == 202
+    assert Conversion.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_neither_click_id_nor_identifier_names_what_is_missing(service_client, actions):
+    body = google_conversion(gclid="")
+    body.pop("user")
+    response = service_client.post(GOOGLE_URL, body, format="json")
+    assert response.status_code == 400
+    (message,) = error_fields(response)["gclid"]
+    for name in ("gclid", "gbraid", "wbraid", "user.email", "user.phone"):
+        assert name in message
+    assert not Conversion.objects.exists()
+
+
+@pytest.mark.django_db
+def test_service_key_scopes_and_accounts_limit_what_it_may_do(api_client, actions):
+    """A key reads the actions it must post with; a key without a scope, or limited to other
+    accounts, is refused with a 403 naming what is missing, and nothing is stored."""
+    key, raw = services.service_api_key_create(name="checkout")
+    client = APIClient(HTTP_X_SERVICE_AUTH=raw)
+    listed = {a["external_id"] for a in client.get("/api/v1/conversion-actions/").json()["results"]}
+    assert GOOGLE_PURCHASE in listed and META_PIXEL in listed
+
+    key.accounts.set([actions["meta_pixel"].account])
+    listed = {a["external_id"] for a in client.get("/api/v1/conversion-actions/").json()["results"]}
+    assert listed == {META_PIXEL}
+    refused = client.post(GOOGLE_URL, google_conversion(), format="json")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "missing_scope"
+
+    key.accounts.clear()
+    key.scopes = ["conversion_actions:read"]
+    key.save()
+    refused = client.post(GOOGLE_URL, google_conversion(), format="json")
+    assert refused.status_code == 403 and "conversions:write" in refused.json()["error"]["message"]
+    assert not Conversion.objects.exists()
+
+    key.scopes = ["conversions:write"]
+    key.save()
+    assert client.get("/api/v1/conversion-actions/").status_code == 403
+    assert client.post(GOOGLE_URL, google_conversion(), format="json").status_code == 202

@@ -78,11 +78,14 @@ def test_csv_export_has_a_row_per_conversion_and_no_hashes(admin_client_logged_i
 
 @pytest.mark.django_db
 def test_creating_a_service_key_in_admin_shows_it_once(admin_client_logged_in):
-    response = admin_client_logged_in.post("/admin/conversions/serviceapikey/add/", {"name": "crm sync"}, follow=True)
+    response = admin_client_logged_in.post(
+        "/admin/conversions/serviceapikey/add/", {"name": "crm sync", "scopes": ["conversions:write"]}, follow=True
+    )
     assert response.status_code == 200
     text = response.content.decode()
     assert "copy it now" in text
     key = ServiceApiKey.objects.get(name="crm sync")
+    assert key.scopes == ["conversions:write"]
     raw = text.split("Key for crm sync: ")[1].split(" ")[0]
     assert raw.startswith(key.prefix)
     assert services.service_api_key_authenticate(raw_key=raw) == key

@@ -186,7 +186,10 @@ MATRIX: dict[str, tuple[Request, dict[str, tuple[int, int]]]] = {
         _write(202, service_key=202),
     ),
     "conversion-list": (("get", lambda s: "/api/v1/conversions/", None), _same(JWT_READ)),
-    "conversion-action-list": (("get", lambda s: "/api/v1/conversion-actions/", None), _same(JWT_READ)),
+    "conversion-action-list": (
+        ("get", lambda s: "/api/v1/conversion-actions/", None),
+        _same({**JWT_READ, "service_key": 200}),  # conversion_actions:read, on every account
+    ),
     "webhook-zapier": (("post", lambda s: "/api/v1/webhooks/zapier", lambda s: {"lead_id": "x"}), NO_SECRET),
     "webhook-google-lead-form": (
         ("post", lambda s: "/api/v1/webhooks/google-lead-form", lambda s: {"lead_id": "x", "google_key": "no"}),
