@@ -270,3 +270,33 @@ def test_a_running_sync_shows_progress_and_refreshes(page, back_office):
 
     expect(page.locator("[data-progress=rows]")).to_have_text("2,000", timeout=12_000)
     assert page.locator("#ads-auto-refresh").count() == 0
+
+
+def test_a_viewer_of_one_account_sees_only_it_and_can_change_nothing(page, back_office, django_user_model):
+    """A freelancer given one account's view: the dashboard, the campaign list and the budget
+    form know nothing of the other accounts, and the budget form is refused."""
+    from campaigns.access import VIEWER, account_access_grant
+
+    mine = back_office.campaign.account
+    others = [a for a in back_office.accounts if a.pk != mine.pk]
+    viewer = django_user_model.objects.create_user("freelancer", password=PASSWORD, is_staff=True)
+    account_access_grant(user=viewer, account=mine, role=VIEWER)
+
+    page.goto("/admin/")
+    page.get_by_label("Username").fill("freelancer")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").press("Enter")
+    page.wait_for_url(re.compile(r"/admin/$"))
+    choices = page.get_by_label("Account:", exact=True).locator("option").all_text_contents()
+    assert any(mine.name in choice for choice in choices)
+    assert not any(other.name in choice for other in others for choice in choices)
+
+    page.goto("/admin/campaigns/campaign/")
+    listed = set(page.locator("#result_list tbody tr th a").all_text_contents())
+    assert back_office.campaign.name in listed
+    assert listed <= set(Campaign.objects.filter(account=mine).values_list("name", flat=True))
+    screenshot(page, "viewer-campaigns")
+
+    response = page.goto(f"/admin/campaigns/campaign/{back_office.campaign.pk}/budget/")
+    assert response.status == 403
+    assert not OptimizationRun.objects.filter(requested_by=viewer).exists()
