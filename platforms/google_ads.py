@@ -551,6 +551,7 @@ class GoogleAdsPlatform:
             # "yyyy-mm-dd hh:mm:ss+hh:mm", as the API documents it.
             conversion_date_time=moment.replace(microsecond=0).isoformat(sep=" "),
         )
+        # No click id at all is an enhanced conversion for leads: Google matches the user identifiers.
         if row.gclid:
             conversion.gclid = row.gclid
         if row.gbraid:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -106,6 +107,40 @@ def test_already_at_google_counts_as_uploaded(service_client, actions, sandbox):
     assert conversion.status == Conversion.Status.UPLOADED
     assert conversion.platform_code == "already_exists"
     assert sum(1 for c in sandbox.google.state.conversions if c.gclid == body["gclid"]) == 1
+
+
+def test_identifier_only_conversion_is_uploaded_as_an_enhanced_conversion_for_leads(service_client, actions, sandbox):
+    body = google_conversion(gclid="", conversion_action="880000002", user={"email": "Jane.Doe@Gmail.com"})
+    assert service_client.post(GOOGLE_URL, body, format="json").status_code == 202
+    assert services.conversions_upload_pending().requests == 1
+    conversion = Conversion.objects.get()
+    assert conversion.status == Conversion.Status.UPLOADED, conversion.platform_message
+    (stored,) = [c for c in sandbox.google.state.conversions if c.order_id == body["order_id"]]
+    assert (stored.gclid, stored.gbraid, stored.wbraid) == ("", "", "")
+    # Google's normalization: trimmed, lower case, Gmail dots dropped, then SHA-256.
+    assert stored.hashed_emails == (hashlib.sha256(b"janedoe@gmail.com").hexdigest(),)
+    assert stored.hashed_phone_numbers == ()
+
+    # Sent again (the ledger lost its status): Google already has this person, action and time.
+    Conversion.objects.update(status=Conversion.Status.PENDING, next_attempt_at=timezone.now())
+    services.conversions_upload_pending()
+    assert Conversion.objects.get().status == Conversion.Status.UPLOADED
+    assert google_copies(sandbox, body["order_id"]) == 1
+
+
+def test_the_sandbox_refuses_a_conversion_with_neither_click_nor_identifiers(actions, sandbox):
+    from platforms.base import ClickConversion
+    from platforms.registry import get_platform
+
+    row = ClickConversion(
+        conversion_action_id="880000002",
+        conversion_date_time=datetime.now(UTC).replace(microsecond=0),
+        order_id=unique("order-"),
+    )
+    result = get_platform("google").upload_conversions(actions["google_lead"].account, [row])
+    (outcome,) = result.outcomes
+    assert (outcome.status, outcome.code) == ("rejected", "CLICK_NOT_FOUND")
+    assert google_copies(sandbox, row.order_id) == 0
 
 
 class SimulatedCrash(Exception):

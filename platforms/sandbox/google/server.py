@@ -13,7 +13,9 @@ production (GoogleAdsException, or api_core ResourceExhausted for quota).
 
 Conversion uploads: a gclid that starts with ``UNKNOWN`` is a click Google never saw
 (CLICK_NOT_FOUND); one with characters outside ``[A-Za-z0-9_-]`` is UNPARSEABLE_GCLID. Every
-other gclid is a known click.
+other gclid is a known click. A conversion without a click id but with hashed user identifiers
+is an enhanced conversion for leads and is accepted, as Google accepts it; with neither it is
+refused.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _BUDGET_RESOURCE = re.compile(r"^customers/(\d+)/campaignBudgets/(\d+)$")
 _CONVERSION_ACTION_RESOURCE = re.compile(r"^customers/(\d+)/conversionActions/(\d+)$")
 UNKNOWN_GCLID_PREFIX = "UNKNOWN"
+# Stands in for the click in the duplicate key of a conversion uploaded without one.
+IDENTIFIERS_KEY_PREFIX = "identifiers:"
 
 
 def shipped_api_versions() -> list[str]:
@@ -667,23 +671,27 @@ class GoogleAdsEmulator:
                 "Exactly one of gclid, gbraid and wbraid may be set.",
                 click_ids[1][0],
             )
-        if not click_ids:
-            return error(
-                "conversion_upload_error", "CLICK_NOT_FOUND", "The conversion has no click identifier.", "gclid"
-            )
-        click_field, click_id = click_ids[0]
-        if not _GCLID.match(click_id):
-            code = {"gclid": "UNPARSEABLE_GCLID", "gbraid": "UNPARSEABLE_GBRAID", "wbraid": "UNPARSEABLE_WBRAID"}[
-                click_field
-            ]
-            return error("conversion_upload_error", code, f"The {click_field} could not be decoded.", click_field)
-        if click_id.startswith(UNKNOWN_GCLID_PREFIX):
+        if not click_ids and not (hashed_emails or hashed_phones):
             return error(
                 "conversion_upload_error",
                 "CLICK_NOT_FOUND",
-                "The click associated with the given identifier was not found.",
-                click_field,
+                "The conversion has neither a click identifier nor user identifiers.",
+                "gclid",
             )
+        if click_ids:
+            click_field, click_id = click_ids[0]
+            if not _GCLID.match(click_id):
+                code = {"gclid": "UNPARSEABLE_GCLID", "gbraid": "UNPARSEABLE_GBRAID", "wbraid": "UNPARSEABLE_WBRAID"}[
+                    click_field
+                ]
+                return error("conversion_upload_error", code, f"The {click_field} could not be decoded.", click_field)
+            if click_id.startswith(UNKNOWN_GCLID_PREFIX):
+                return error(
+                    "conversion_upload_error",
+                    "CLICK_NOT_FOUND",
+                    "The click associated with the given identifier was not found.",
+                    click_field,
+                )
         if len(conversion.user_identifiers) > 5 or not all(_SHA256_HEX.match(v) for v in hashed_emails + hashed_phones):
             return error(
                 "conversion_upload_error",
@@ -691,6 +699,11 @@ class GoogleAdsEmulator:
                 "User identifiers must be SHA-256 hex digests, at most five.",
                 "user_identifiers",
             )
+        if not click_ids:
+            # Enhanced conversions for leads: no click, Google matches the person on the hashed
+            # identifiers; the same person, action and time is the same conversion.
+            click_field = "user_identifiers"
+            click_id = IDENTIFIERS_KEY_PREFIX + ",".join(sorted(hashed_emails + hashed_phones))
         try:
             moment = datetime.strptime(conversion.conversion_date_time, "%Y-%m-%d %H:%M:%S%z")
         except ValueError:
