@@ -110,6 +110,18 @@ class LeadStage(models.TextChoices):
     LOST = "lost", "Lost"
 
 
+# The path a lead moves along; a stage at or past LEAD_CONVERSION_STAGE on it is a conversion.
+# "lost" is off the path: it never converts, whatever the setting.
+LEAD_STAGE_ORDER = (LeadStage.NEW, LeadStage.CONTACTED, LeadStage.QUALIFIED, LeadStage.WON)
+
+
+def lead_stage_reaches(stage: str, target: str) -> bool:
+    """True when ``stage`` is ``target`` or further along ``LEAD_STAGE_ORDER``."""
+    if stage not in LEAD_STAGE_ORDER or target not in LEAD_STAGE_ORDER:
+        return stage == target
+    return LEAD_STAGE_ORDER.index(stage) >= LEAD_STAGE_ORDER.index(target)
+
+
 class Destination(models.Model):
     """Where routed leads go: the CRM endpoint, an email list or a Slack-compatible webhook."""
 
@@ -169,6 +181,8 @@ class Lead(models.Model):
     phone = models.CharField(max_length=16, blank=True, help_text="E.164, empty when the number could not be read.")
     phone_raw = models.CharField(max_length=64, blank=True, help_text="As submitted, for a human to read.")
     gclid = models.CharField(max_length=255, blank=True)
+    gbraid = models.CharField(max_length=255, blank=True, help_text="Google's click id for app-to-web (iOS) clicks.")
+    wbraid = models.CharField(max_length=255, blank=True, help_text="Google's click id for web-to-app (iOS) clicks.")
     campaign = models.ForeignKey(
         "campaigns.Campaign", null=True, blank=True, on_delete=models.SET_NULL, related_name="leads"
     )
@@ -187,7 +201,10 @@ class Lead(models.Model):
     stage = models.CharField(max_length=16, choices=LeadStage.choices, default=LeadStage.NEW)
     stage_changed_at = models.DateTimeField(null=True, blank=True)
     conversion_created_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the lead's Google conversion was handed to the conversions app."
+        null=True,
+        blank=True,
+        help_text="When the lead's Google conversion (by click id, else by hashed email/phone) was handed to "
+        "the conversions app; set once, so moving the lead again makes no second one.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

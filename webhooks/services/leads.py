@@ -138,6 +138,8 @@ class LeadData:
     phone: str = ""
     phone_raw: str = ""
     gclid: str = ""
+    gbraid: str = ""
+    wbraid: str = ""
     campaign_external_id: int | None = None
     form_id: int | None = None
     adgroup_id: int | None = None
@@ -157,6 +159,8 @@ _FLAT_ALIASES = {
     "first_name": ("first_name", "firstname", "given_name"),
     "last_name": ("last_name", "lastname", "family_name", "surname"),
     "gclid": ("gclid", "gcl_id"),
+    "gbraid": ("gbraid",),
+    "wbraid": ("wbraid",),
     "campaign_id": ("campaign_id",),
     "form_id": ("form_id",),
     "adgroup_id": ("adgroup_id", "ad_group_id"),
@@ -238,6 +242,8 @@ def lead_data_from_payload(payload: Mapping[str, Any]) -> LeadData:
         phone=phone_to_e164(phone_raw, default_country_code=str(setting("LEADS_DEFAULT_PHONE_COUNTRY_CODE", "1"))),
         phone_raw=phone_raw,
         gclid=_text(values.get("gclid")),
+        gbraid=_text(values.get("gbraid")),
+        wbraid=_text(values.get("wbraid")),
         campaign_external_id=_int64_or_none(values.get("campaign_id")),
         form_id=_int64_or_none(values.get("form_id")),
         adgroup_id=_int64_or_none(values.get("adgroup_id")),
