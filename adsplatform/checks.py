@@ -38,3 +38,19 @@ def metrics_token_in_production(app_configs=None, **kwargs):
             id="adsplatform.E002",
         )
     ]
+
+
+@register(Tags.security, deploy=True)
+def field_encryption_keys_in_production(app_configs=None, **kwargs):
+    """Secrets at rest are encrypted; production gives the keys rather than deriving one from SECRET_KEY."""
+    if settings.DEBUG or getattr(settings, "FIELD_ENCRYPTION_KEYS", []):
+        return []
+    return [
+        Error(
+            "FIELD_ENCRYPTION_KEYS is not set: stored secrets are encrypted with a key derived from "
+            "SECRET_KEY, and rotating SECRET_KEY would make them unreadable.",
+            hint='Set FIELD_ENCRYPTION_KEYS to a Fernet key (python -c "from cryptography.fernet import '
+            'Fernet; print(Fernet.generate_key().decode())"); several, comma-separated, newest first, to rotate.',
+            id="adsplatform.E003",
+        )
+    ]

@@ -65,6 +65,9 @@ TRUSTED_PROXY_NETWORKS = env.list("TRUSTED_PROXY_NETWORKS", default=[])
 # Prometheus scrapes with "Authorization: Bearer <METRICS_TOKEN>"; unset: /metrics is open
 # (local runs); `check --deploy` refuses production settings without it (adsplatform/checks.py).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Fernet keys for secrets stored in the database (adsplatform/secret_fields.py), newest first;
+# unset: one derived from SECRET_KEY (check --deploy refuses that in production).
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin
@@ -323,8 +324,18 @@ class DestinationForm(forms.ModelForm):
         model = Destination
         fields = ("name", "kind", "url", "signing_secret", "recipients", "is_active")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A Slack URL is a credential: never put back on screen, only its host to recognise it.
+        if self.instance.pk and self.instance.url:
+            self.initial["url"] = ""
+            host = urlsplit(self.instance.url).netloc
+            self.fields["url"].widget.attrs["placeholder"] = f"set: https://{host}/… (left blank, it stays as it was)"
+
     def clean(self):
         cleaned = super().clean()
+        if not cleaned.get("url") and self.instance.pk:
+            cleaned["url"] = self.instance.url or ""
         if not cleaned.get("signing_secret"):
             cleaned["signing_secret"] = self.instance.signing_secret or ""
         kind = cleaned.get("kind")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from adsplatform.secret_fields import EncryptedCharField, EncryptedURLField
+
 
 class WebhookSource(models.Model):
     """A sender we accept webhooks from, with up to two secrets live at once for rotation.
@@ -19,7 +21,9 @@ class WebhookSource(models.Model):
 
     name = models.SlugField(max_length=64, unique=True)
     kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.RELAY)
-    secret = models.CharField(
+    # Encrypted at rest (adsplatform/secret_fields.py): kept reversibly, not hashed, because an
+    # HMAC signature can only be checked with the secret itself.
+    secret = EncryptedCharField(
         max_length=255,
         help_text=(
             "Shared secret, google_key, or a Standard Webhooks signing secret (whsec_...). "
@@ -28,7 +32,7 @@ class WebhookSource(models.Model):
             "environment's value back, and changing the environment variable does not change it."
         ),
     )
-    previous_secret = models.CharField(
+    previous_secret = EncryptedCharField(
         max_length=255,
         blank=True,
         help_text="Still accepted while senders move to the new secret; clear it when rotation is done.",
@@ -132,8 +136,8 @@ class Destination(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    url = models.URLField(max_length=500, blank=True, help_text="CRM or Slack webhook URL (a Slack URL is a secret).")
-    signing_secret = models.CharField(
+    url = EncryptedURLField(max_length=500, blank=True, help_text="CRM or Slack webhook URL (a Slack URL is a secret).")
+    signing_secret = EncryptedCharField(
         max_length=255, blank=True, help_text="CRM only: Standard Webhooks secret used to sign each POST."
     )
     recipients = models.TextField(blank=True, help_text="Email only: addresses separated by commas or new lines.")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[2]
 _PROBE = """
@@ -82,6 +83,7 @@ def test_production_settings_pass_the_deploy_check(tmp_path):
             "SECURE_SSL_REDIRECT": "1",
             "ALLOWED_HOSTS": "ads.example.com",
             "METRICS_TOKEN": secrets.token_urlsafe(32),
+            "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         }
     )
     result = subprocess.run(
@@ -111,3 +113,9 @@ def test_production_settings_pass_the_deploy_check(tmp_path):
     )
     assert open_metrics.returncode != 0
     assert "adsplatform.E002" in open_metrics.stderr + open_metrics.stdout
+    # Secrets at rest need keys of their own, not one derived from SECRET_KEY.
+    del env["FIELD_ENCRYPTION_KEYS"]
+    derived_key = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert "adsplatform.E003" in derived_key.stderr + derived_key.stdout
