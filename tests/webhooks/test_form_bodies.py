@@ -250,15 +250,24 @@ def test_multipart_without_boundary_or_with_a_file_is_400(api_client, relay_sour
         b'{"email": "a@b.org", "budget": 1e400}',
         b'{"email": "a@b.org", "full_name": "\\ud800"}',
         b'{"email": "a@b.org", "\\udfff": 1}',
-        b"[" * 2000 + b"]" * 2000,
     ],
-    ids=["nan", "infinity", "overflow", "lone-surrogate-value", "lone-surrogate-key", "deep"],
+    ids=["nan", "infinity", "overflow", "lone-surrogate-value", "lone-surrogate-key"],
 )
 def test_json_that_is_not_strict_json_is_400_at_both_doors(api_client, relay_source, google_source, raw):
     error = assert_refused(post_json(api_client, ZAPIER, None, raw=raw, **SECRET), code="parse_error")
     assert error["message"].startswith("The request body is not valid JSON.")
     assert isinstance(error["details"]["position"], int)
     assert_refused(post_json(api_client, GOOGLE, None, raw=raw), code="parse_error")
+
+
+@pytest.mark.parametrize("depth", [33, 2000])
+def test_json_nested_deeper_than_the_limit_is_400_at_both_doors(api_client, relay_source, google_source, depth):
+    raw = b'{"email": "a@b.org", "x": ' + b"[" * depth + b"]" * depth + b"}"
+    error = assert_refused(post_json(api_client, ZAPIER, None, raw=raw, **SECRET))
+    assert error["details"] == {"reason": "too_deep", "limit": 32}
+    # The Google door reads the body before the key it holds: the limit comes before authentication.
+    assert assert_refused(post_json(api_client, GOOGLE, None, raw=raw))["details"]["reason"] == "too_deep"
+    assert not WebhookEvent.objects.exists()
 
 
 def test_a_surrogate_pair_is_fine(api_client, relay_source):

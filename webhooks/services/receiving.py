@@ -24,6 +24,7 @@ from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.utils import timezone
 from django.utils.http import parse_header_parameters
 
+from adsplatform.parsers import json_depth_exceeds, max_json_depth
 from webhooks.metrics import WEBHOOK_EVENTS
 from webhooks.models import (
     Priority,
@@ -209,6 +210,13 @@ def webhook_body_parse(
     """
     media_type = media_type_of(content_type)
     if _is_json(media_type) and JSON_MEDIA_TYPE in accepted:
+        # The same nesting limit as every JSON endpoint of the API (JSON_MAX_DEPTH), checked before
+        # the sender is authenticated: a deep body costs every later walk over the stored event.
+        limit = max_json_depth()
+        if json_depth_exceeds(raw_body, limit):
+            raise WebhookBodyError(
+                f"The JSON body nests deeper than {limit} levels.", details={"reason": "too_deep", "limit": limit}
+            )
         try:
             payload = orjson.loads(raw_body)
         except orjson.JSONDecodeError as exc:
