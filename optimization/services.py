@@ -838,8 +838,24 @@ def _alerts_reconcile(*, scope: Q, firing: list[AlertCondition], now: datetime) 
     return changes
 
 
+def alert_destinations_configured() -> bool:
+    return bool(list(setting("ALERT_EMAIL_RECIPIENTS")) or setting("ALERT_SLACK_WEBHOOK_URL"))
+
+
 def alerts_notify_pending() -> int:
-    """Send every notification still owed, once: each is claimed before sending, released on failure."""
+    """Send every notification still owed, once: each is claimed before sending, released on failure.
+
+    With nowhere to send (no recipient, no Slack URL) nothing is claimed: the notifications stay
+    owed and go out once a destination is configured, instead of being marked sent to nobody.
+    """
+    if not alert_destinations_configured():
+        waiting = len(selectors.alerts_awaiting_notification())
+        if waiting:
+            logger.warning(
+                "alert notifications waiting: set ALERT_EMAIL_RECIPIENTS or ALERT_SLACK_WEBHOOK_URL",
+                extra={"waiting": waiting},
+            )
+        return 0
     sent = 0
     for alert, event in selectors.alerts_awaiting_notification():
         field_name = "open_notified_at" if event == "opened" else "resolve_notified_at"

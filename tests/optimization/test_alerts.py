@@ -263,3 +263,19 @@ def test_metrics_expose_open_alerts_and_platform_error_rate(client, notify):
 
     assert 'ads_alerts_open{kind="api_failures",severity="critical"} 1.0' in text
     assert 'ads_platform_error_rate{platform="meta"} 0.5' in text
+
+
+def test_alerts_opened_with_nowhere_to_send_stay_owed_until_a_destination_is_set(settings, mailoutbox):
+    settings.ALERT_EMAIL_RECIPIENTS = []
+    settings.ALERT_SLACK_WEBHOOK_URL = ""
+    campaign = CampaignFactory(daily_budget_micros=100_000_000)
+    set_spend(campaign, account_today(campaign.account), 150_000_000)
+
+    services.alerts_evaluate()
+    alert = Alert.objects.get()
+    assert alert.is_open and alert.open_notified_at is None and mailoutbox == []
+
+    settings.ALERT_EMAIL_RECIPIENTS = ["oncall@example.com"]
+    services.alerts_evaluate()
+    alert.refresh_from_db()
+    assert alert.open_notified_at is not None and len(mailoutbox) == 1
