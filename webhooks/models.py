@@ -259,6 +259,7 @@ class LeadDelivery(models.Model):
 
     class Meta:
         ordering = ("lead", "destination")
+        verbose_name_plural = "lead deliveries"
         constraints = [
             models.UniqueConstraint(fields=("lead", "destination"), name="uniq_lead_delivery_lead_destination"),
         ]

@@ -62,3 +62,11 @@ def test_budget_audit_trail_cannot_be_edited_or_deleted(client, staff_user, one_
     assert client.post(delete, {"post": "yes"}).status_code == 403
     run.refresh_from_db()
     assert run.reason == "test"
+
+
+def test_admin_names_its_models_in_plain_english():
+    from django.apps import apps
+
+    plurals = {str(model._meta.verbose_name_plural) for model in apps.get_models()}
+    assert "lead deliveries" in plurals
+    assert not [p for p in plurals if p.endswith("ys") and not p.endswith(("keys", "days"))], plurals
