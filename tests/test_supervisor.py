@@ -121,13 +121,13 @@ def test_a_child_that_exits_is_started_again_with_growing_backoff(tmp_path):
 
 
 def test_a_child_killed_by_a_signal_is_named_so_and_its_sibling_keeps_running(tmp_path):
-    driver = _driver(
-        tmp_path,
-        [("worker", _child(tmp_path, "time.sleep(60)")), ("web", _child(tmp_path, "time.sleep(60)"))],
-    )
+    # Each child says which one it is: the two start at the same moment, in either order.
+    worker = _child(tmp_path, f"open({str(tmp_path / 'worker.pid')!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)")
+    driver = _driver(tmp_path, [("worker", worker), ("web", _child(tmp_path, "time.sleep(60)"))])
     try:
-        assert _wait(lambda: len(_starts(tmp_path)) == 2, 10)
-        (worker_pid, _), (web_pid, _) = _starts(tmp_path)
+        assert _wait(lambda: len(_starts(tmp_path)) == 2 and (tmp_path / "worker.pid").exists(), 10)
+        worker_pid = int((tmp_path / "worker.pid").read_text())
+        (web_pid,) = [pid for pid, _ in _starts(tmp_path) if pid != worker_pid]
         os.kill(worker_pid, signal.SIGKILL)
         assert _wait(lambda: len(_starts(tmp_path)) == 3, 10), "the killed child was not started again"
         assert _alive(web_pid), "the sibling was stopped"
