@@ -157,6 +157,8 @@ class LeadAdmin(AccountScopedAdmin):
         "priority",
         "stage",
         "full_name",
+        "phone",
+        "email",
         "source",
         "campaign",
         "is_test",
@@ -173,6 +175,10 @@ class LeadAdmin(AccountScopedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Lead]:
         return access.scope_queryset(selectors.lead_list(), request.user, account_field=self.account_field)
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        # The urgent lead first, then the newest: who to call now, not who wrote last.
+        return ("priority_rank", "-received_at")
 
     def save_model(self, request: HttpRequest, obj: Lead, form, change: bool) -> None:
         # The stage goes through the service so the conversion hook fires as from the API.

@@ -185,3 +185,13 @@ def test_a_viewer_reads_leads_but_cannot_move_them(auth_client, leads):
     assert refused.status_code == 403 and "advertiser role" in refused.json()["error"]["message"]
     lead.refresh_from_db()
     assert lead.stage == "new"
+
+
+def test_the_admin_lead_list_puts_the_urgent_lead_first_with_contact_columns(client, staff_user, leads):
+    client.force_login(staff_user)
+    page = client.get("/admin/webhooks/lead/").content.decode()
+    rows = [row for row in page.split("<tr")[1:] if 'class="field-priority"' in row]
+    priorities = [row.split('class="field-priority">')[1].split("<")[0] for row in rows]
+    order = ["Urgent", "High", "Normal", "Low"]
+    assert priorities == sorted(priorities, key=order.index) and priorities[0] == "Urgent"
+    assert "column-phone" in page and "column-email" in page
