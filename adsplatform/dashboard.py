@@ -40,6 +40,7 @@ from conversions.models import Conversion
 from conversions.selectors import FINAL_STATUSES
 from platforms.base import minor_unit_micros
 from webhooks.models import Lead, Priority
+from webhooks.selectors import routing_gaps
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
@@ -502,6 +503,7 @@ def dashboard_data(*, filters: DashboardFilters, accounts: list[AccountRow] | No
         },
         sync_lag=[SyncLagRow(account, _lag_minutes(account)) for account in scoped],
         syncs_in_progress=sum(1 for a in scoped if a.sync_is_active),
+        notes=routing_gaps(),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
 
-from webhooks.models import PRIORITY_RANK, Lead, LeadDelivery
+from webhooks.models import PRIORITY_RANK, Destination, Lead, LeadDelivery, RoutingRule
 
 
 def lead_list() -> QuerySet[Lead]:
@@ -22,3 +22,18 @@ def lead_list() -> QuerySet[Lead]:
         .annotate(priority_rank=rank)
         .order_by("priority_rank", "-received_at", "-pk")
     )
+
+
+def routing_gaps() -> list[str]:
+    """What an operator must fix for every lead to reach someone, in words (the dashboard shows them)."""
+    gaps = []
+    rules = RoutingRule.objects.filter(is_active=True)
+    if not rules.filter(conditions=[]).exists():
+        gaps.append(
+            "Leads that match no routing rule go nowhere: add an active rule without conditions (the default route)."
+        )
+    elif not rules.filter(conditions=[], destinations__is_active=True).exists():
+        gaps.append("The default routing rule has no active destination: leads it catches go nowhere.")
+    unreachable = Destination.objects.filter(is_active=True, kind=Destination.Kind.EMAIL, recipients="")
+    gaps += [f"Email destination “{d.name}” has no recipients: its leads fail to send." for d in unreachable]
+    return gaps

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -222,3 +224,39 @@ def test_an_event_that_keeps_crashing_is_given_up_and_can_be_replayed(api_client
     monkeypatch.undo()
     assert services.webhook_event_replay(event=event) is True
     assert services.webhook_event_process(event_id=event_id).external_lead_id == "make-0001"
+
+
+def test_a_fresh_install_routes_every_lead_to_the_operators_and_the_dashboard_says_when_not(
+    db, settings, staff_user, relay_source
+):
+    from io import StringIO
+
+    from adsplatform.dashboard import DashboardFilters, dashboard_data
+    from webhooks import bootstrap
+
+    def notes() -> list[str]:
+        return dashboard_data(filters=DashboardFilters(dt.date(2026, 6, 1), dt.date(2026, 6, 17))).notes
+
+    assert any("go nowhere" in note for note in notes())
+    settings.ALERT_EMAIL_RECIPIENTS = ["oncall@example.com"]
+    bootstrap.run(stdout=StringIO())
+    bootstrap.run(stdout=StringIO())  # a restart changes nothing
+
+    rule = RoutingRule.objects.get()
+    assert rule.conditions == [] and rule.is_active
+    (destination,) = rule.destinations.all()
+    assert destination.kind == "email" and destination.recipients == "oncall@example.com, operator@example.com"
+    assert notes() == []
+    decision = services.lead_route(lead=Lead(source=relay_source, email="x@y.org", full_name="X"))
+    assert [pk for pk, _ in decision.destinations] == [destination.pk]
+
+    Destination.objects.filter(pk=destination.pk).update(recipients="")
+    assert notes() == [f"Email destination “{destination.name}” has no recipients: its leads fail to send."]
+
+
+def test_an_install_with_rules_gets_no_default_route(db, relay_source):
+    RoutingRule.objects.create(
+        name="Only partners", conditions=[{"field": "email_domain", "op": "equals", "value": "p.io"}]
+    )
+    assert services.routing_default_ensure(recipients=["a@b.co"]) is None
+    assert RoutingRule.objects.count() == 1

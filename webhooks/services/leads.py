@@ -393,6 +393,26 @@ class _RoutingRuleCache:
 _routing_cache = _RoutingRuleCache()
 
 
+DEFAULT_DESTINATION_NAME = "Operators (email)"
+DEFAULT_RULE_NAME = "Every other lead (default route)"
+
+
+def routing_default_ensure(*, recipients: Iterable[str]) -> RoutingRule | None:
+    """On a fresh install (no rule at all), route every lead to the operators by email, so that no
+    lead is accepted and goes nowhere. An install with rules is left as its operators made it."""
+    if RoutingRule.objects.exists():
+        return None
+    with transaction.atomic():
+        destination, _ = Destination.objects.get_or_create(
+            name=DEFAULT_DESTINATION_NAME,
+            defaults={"kind": Destination.Kind.EMAIL, "recipients": ", ".join(dict.fromkeys(recipients))},
+        )
+        rule = RoutingRule.objects.create(name=DEFAULT_RULE_NAME, position=1000, conditions=[])
+        rule.destinations.set([destination])
+    routing_rules_invalidate()
+    return rule
+
+
 def routing_rules_invalidate() -> None:
     """Tell every process (web, workers) to reload the rules: a new token in the shared cache."""
     cache.set(_ROUTING_VERSION_KEY, uuid.uuid4().hex, timeout=None)
