@@ -7,7 +7,7 @@ import os
 from celery import Celery, signals
 from celery.schedules import crontab
 
-from adsplatform import kombu_fixes
+from adsplatform import kombu_fixes, worker_liveness
 from adsplatform import logging as ads_logging
 
 # A worker that loses Redis while waiting for work must reconnect, not exit (see kombu_fixes).
@@ -18,6 +18,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsplatform.settings")
 app = Celery("adsplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# A worker proves it consumes (a heartbeat from its consumer loop) and exits when it stops: see
+# adsplatform/worker_liveness.py and `manage.py worker_alive`.
+worker_liveness.install(app)
 
 # Kept for callers written against it; the value lives in settings.TASK_MAX_RETRY_DELAY_SECONDS.
 MAX_RETRY_DELAY_SECONDS = 15 * 60

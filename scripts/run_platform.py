@@ -2,7 +2,8 @@
 
 Runs with the project's virtualenv Python. A process that exits is started again with backoff
 (1 s, 2 s, 4 s ... 30 s; scripts/supervisor.py) and a line on stderr says which one, how it
-ended and when it comes back. Only Ctrl-C (or SIGTERM) stops the whole set, and nothing is
+ended and when it comes back. The worker also has a liveness probe (`manage.py worker_alive`):
+one that is alive but not consuming fails it, and after three failures it is replaced. Only Ctrl-C (or SIGTERM) stops the whole set, and nothing is
 left running after it.
 """
 
@@ -57,8 +58,8 @@ def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     supervisor = Supervisor([])
 
-    def start(name: str, command: list[str]) -> None:
-        supervisor.add(Program(name, command, cwd=ROOT))
+    def start(name: str, command: list[str], **options: object) -> None:
+        supervisor.add(Program(name, command, cwd=ROOT, **options))
 
     def stop_all(*_: object) -> None:
         # Stopping already: a second SIGTERM (make forwards the one it got to us) or Ctrl-C must not
@@ -101,6 +102,12 @@ def main() -> int:
                 "--concurrency",
                 os.environ.get("CELERY_CONCURRENCY", "2"),
             ],
+            # Alive is not enough: a worker can stay up and consume nothing after a broker
+            # reconnect. Its heartbeat is checked every 15 s; three failures in a row replace it.
+            probe=_manage("worker_alive"),
+            probe_every=15,
+            probe_failures=3,
+            probe_grace=60,
         )
         start(
             "beat",

@@ -17,6 +17,13 @@ A program that exits is started again after a delay that doubles with each exit 
 ``stable_after`` seconds. Every exit is logged with its code (or signal) and when the next
 start comes. ``stop_all`` sends SIGTERM to every running child, waits, and SIGKILLs what is
 left, so nothing outlives the supervisor.
+
+A program may have a liveness probe (``probe``: a command that exits 0 while the program does
+its job, e.g. ``manage.py worker_alive`` for a Celery worker, which can stay alive and consume
+nothing). From ``probe_grace`` seconds after each start it runs every ``probe_every`` seconds
+(without blocking ``poll``; a probe still running after ``probe_timeout`` counts as a failure).
+After ``probe_failures`` failures in a row the program is stopped (SIGTERM, SIGKILL after
+``stop_grace`` s), logged as stalled, counted in ``stalls``, and started again like any exit.
 """
 
 from __future__ import annotations
@@ -36,12 +43,24 @@ class Program:
     command: list[str]
     cwd: Path | None = None
     env: dict[str, str] | None = None
+    probe: list[str] | None = None
+    probe_every: float = 15.0
+    probe_timeout: float = 10.0
+    probe_failures: int = 3
+    probe_grace: float = 60.0
+    stop_grace: float = 10.0
     # Filled in while supervised.
     process: subprocess.Popen | None = field(default=None, repr=False)
     started_at: float = 0.0
     starts: int = 0
     exits_in_a_row: int = 0
     restart_at: float | None = None
+    stalls: int = 0  # times it was replaced for failing its probe
+    failed_probes: int = 0  # in a row
+    probe_process: subprocess.Popen | None = field(default=None, repr=False)
+    probe_started_at: float = 0.0
+    next_probe_at: float = 0.0
+    kill_at: float | None = None  # stopping it for a failed probe: SIGKILL then
 
 
 def _describe_exit(code: int) -> str:
@@ -92,6 +111,9 @@ class Supervisor:
         program.started_at = self.clock()
         program.starts += 1
         program.restart_at = None
+        program.failed_probes = 0
+        program.kill_at = None
+        program.next_probe_at = program.started_at + program.probe_grace
 
     def start_all(self) -> None:
         for program in self.programs:
@@ -118,9 +140,67 @@ class Supervisor:
                     f"{program.name} (pid {process.pid}) {_describe_exit(process.returncode)} after {ran:.1f}s; "
                     f"starting it again in {delay:.1f}s (exit {program.exits_in_a_row} in a row)"
                 )
+            if process is not None and program.restart_at is None and process.returncode is None:
+                self._probe(program, now)
             if program.restart_at is not None and now >= program.restart_at:
                 self.start(program)
                 self.log(f"{program.name} started again (pid {program.process.pid}, start {program.starts})")
+
+    def _probe(self, program: Program, now: float) -> None:
+        """Run the program's liveness probe when due, read its result, stop it after N failures."""
+        if program.kill_at is not None:
+            if now >= program.kill_at:
+                self.log(
+                    f"{program.name} (pid {program.process.pid}) did not stop in {program.stop_grace:.0f}s; killing it"
+                )
+                program.process.kill()
+                program.kill_at = float("inf")
+            return
+        if not program.probe:
+            return
+        probe = program.probe_process
+        if probe is None:
+            if now >= program.next_probe_at:
+                program.probe_process = subprocess.Popen(
+                    program.probe,
+                    cwd=program.cwd,
+                    env=program.env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                program.probe_started_at = now
+            return
+        code = probe.poll()
+        if code is None and now - program.probe_started_at < program.probe_timeout:
+            return
+        if code is None:
+            probe.kill()
+            probe.wait()
+            why = f"probe did not answer in {program.probe_timeout:.0f}s"
+        else:
+            why = ((probe.stderr.read() if probe.stderr else "") or "").strip().splitlines()
+            why = why[-1] if why else f"probe exited with code {code}"
+        if probe.stderr:
+            probe.stderr.close()
+        program.probe_process = None
+        program.next_probe_at = now + program.probe_every
+        if code == 0:
+            program.failed_probes = 0
+            return
+        program.failed_probes += 1
+        self.log(
+            f"{program.name} (pid {program.process.pid}) failed its liveness probe "
+            f"({program.failed_probes}/{program.probe_failures}): {why}"
+        )
+        if program.failed_probes >= program.probe_failures:
+            program.stalls += 1
+            self.log(
+                f"{program.name} (pid {program.process.pid}) is stalled (alive, not doing its job); "
+                f"stopping it to start a fresh one (stall {program.stalls})"
+            )
+            program.process.terminate()
+            program.kill_at = now + program.stop_grace
 
     def running(self) -> list[Program]:
         return [p for p in self.programs if p.process is not None and p.process.poll() is None]
@@ -128,6 +208,10 @@ class Supervisor:
     def stop_all(self, grace: float = 15.0) -> None:
         """SIGTERM every running child, wait up to ``grace`` seconds, SIGKILL the rest."""
         self.stopping = True
+        for program in self.programs:
+            if program.probe_process is not None and program.probe_process.poll() is None:
+                program.probe_process.kill()
+                program.probe_process.wait()
         for program in self.running():
             program.process.terminate()
         deadline = time.monotonic() + grace

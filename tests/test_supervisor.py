@@ -171,3 +171,55 @@ def test_backoff_doubles_up_to_the_cap_and_resets_after_a_stable_run():
     supervisor.poll()
     assert program.exits_in_a_row == 1 and program.restart_at == now[0] + 1
     supervisor.stop_all()
+
+
+def test_a_child_alive_but_failing_its_liveness_probe_is_replaced(tmp_path):
+    """A child that runs and does nothing (a worker that stopped consuming): its probe fails, and
+    after ``probe_failures`` failures in a row it is stopped and started again, logged as stalled."""
+    lines: list[str] = []
+    verdict = tmp_path / "verdict"
+    verdict.write_text("1")  # the probe's exit code
+    probe = [
+        sys.executable,
+        "-c",
+        f"import sys; print('not consuming', file=sys.stderr); sys.exit(int(open({str(verdict)!r}).read()))",
+    ]
+    program = Program(
+        "worker",
+        _child(tmp_path, "time.sleep(60)"),
+        probe=probe,
+        probe_every=0.1,
+        probe_failures=2,
+        probe_grace=0.2,
+        stop_grace=2,
+    )
+    healthy = Program(
+        "web", _child(tmp_path, "time.sleep(60)"), probe=[sys.executable, "-c", "pass"], probe_every=0.1, probe_grace=0
+    )
+    supervisor = Supervisor([program, healthy], backoff_start=0.2, log=lines.append)
+    supervisor.start_all()
+    try:
+
+        def poll_until(predicate, timeout):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not predicate():
+                supervisor.poll()
+                time.sleep(0.05)
+            return predicate()
+
+        assert poll_until(lambda: program.starts == 2, 20), lines
+        first_pid = _starts(tmp_path)[0][0]
+        assert not _alive(first_pid)
+        assert program.stalls == 1 and healthy.stalls == 0 and healthy.starts == 1
+        assert any("failed its liveness probe (1/2): not consuming" in line for line in lines), lines
+        assert any("is stalled (alive, not doing its job)" in line for line in lines), lines
+        # The new one answers its probe: it is left alone.
+        verdict.write_text("0")
+        started = program.starts
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            supervisor.poll()
+            time.sleep(0.05)
+        assert program.starts == started and program.failed_probes == 0
+    finally:
+        supervisor.stop_all(grace=5)

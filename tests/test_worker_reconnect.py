@@ -87,3 +87,135 @@ def test_the_platforms_celery_app_installs_the_fix():
     from adsplatform import kombu_fixes
 
     assert kombu_fixes.installed()
+
+
+# --- A worker that is alive but not consuming is found out (adsplatform/worker_liveness.py) -------------
+
+
+def _worker(tmp_path, port: int, **env: str) -> subprocess.Popen:
+    import os
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "adsplatform.settings",
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "VAR_DIR": str(tmp_path / "var"),
+        "WORKER_HEARTBEAT_FILE": str(tmp_path / "heartbeat"),
+        "WORKER_HEARTBEAT_INTERVAL": "1",
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    log = (tmp_path / "worker.log").open("wb")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "adsplatform",
+            "worker",
+            "--loglevel",
+            "WARNING",
+            "--concurrency",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            f"liveness-{port}@%h",
+        ],
+        cwd=root,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _now() -> float:
+    """The machine's clock: the worker writes it, and the tests' own clock is pinned (conftest)."""
+    return float(subprocess.check_output(["date", "+%s.%N"]))
+
+
+def _age(path) -> float | None:
+    from adsplatform import worker_liveness
+
+    beat = worker_liveness.last_beat(path)
+    return None if beat is None else _now() - beat
+
+
+def _until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def _stop(worker: subprocess.Popen) -> None:
+    import os
+    import signal
+
+    with suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
+
+
+def test_the_heartbeat_stops_during_an_outage_and_comes_back_after_the_reconnect(tmp_path):
+    """The beat is a broker round trip on the task channel: fresh while consuming, stale while
+    Redis is gone (the probe passes then: no worker could consume), fresh again once reconnected."""
+    from adsplatform import worker_liveness
+
+    port = _free_port()
+    redis = _redis(port)
+    worker = _worker(tmp_path, port)
+    beat = tmp_path / "heartbeat"
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        assert _until(lambda: (_age(beat) or 99) < 2, 60), (tmp_path / "worker.log").read_text()[-3000:]
+        assert worker_liveness.check(beat, 5, url, now=_now())[0]
+        redis.terminate()
+        redis.wait(timeout=10)
+        time.sleep(4)
+        assert _age(beat) > 3
+        alive, why = worker_liveness.check(beat, 3, url, now=_now())
+        assert alive and "broker unreachable" in why
+        redis = _redis(port)
+        # Its reconnect retries are 2 s, 4 s ...: consuming again within one of them.
+        assert _until(lambda: (_age(beat) or 99) < 2, 20), (tmp_path / "worker.log").read_text()[-3000:]
+        assert worker.poll() is None
+    finally:
+        _stop(worker)
+        redis.kill()
+        redis.wait()
+
+
+def test_a_worker_alive_but_not_consuming_exits_so_it_is_replaced(tmp_path):
+    """Redis answers PING but takes no writes (CLIENT PAUSE WRITE): the worker's process is up and
+    consumes nothing. The probe says so, and the worker's watchdog exits (code 70) for the
+    supervisor (Fly's restart policy, `make run`) to start a fresh one. Without the liveness
+    wiring this worker would sit there for good."""
+    from adsplatform import worker_liveness
+
+    port = _free_port()
+    redis = _redis(port)
+    worker = _worker(tmp_path, port, WORKER_STALL_EXIT_SECONDS="6")
+    beat = tmp_path / "heartbeat"
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        assert _until(lambda: (_age(beat) or 99) < 2, 60), (tmp_path / "worker.log").read_text()[-3000:]
+        import redis as redis_client
+
+        redis_client.Redis.from_url(url).execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+        assert _until(lambda: not worker_liveness.check(beat, 4, url, now=_now())[0], 20)
+        assert "not consuming" in worker_liveness.check(beat, 4, url, now=_now())[1]
+        assert _until(lambda: worker.poll() is not None, 40), "the stalled worker did not exit"
+        assert worker.returncode == worker_liveness.EXIT_STALLED
+        assert "worker stalled" in (tmp_path / "worker.log").read_text()
+    finally:
+        _stop(worker)
+        redis.kill()
+        redis.wait()
