@@ -256,6 +256,9 @@ class RedisServer:
         return sum(int(self.command("LLEN", key).lstrip(b":") or 0) for key in keys)
 
 
+WATCHDOG_EXIT = 70  # adsplatform.worker_liveness.EXIT_STALLED
+
+
 class CeleryWorker:
     """`celery -A adsplatform worker` in its own process group, so SIGKILL takes the whole pool."""
 
@@ -267,6 +270,10 @@ class CeleryWorker:
         self.started_at = time.monotonic()
         self.name = f"reliability-{CeleryWorker._count}"
         self.log_path = log_dir / f"{self.name}.log"
+        self.started_wall = time.time()
+        # Its consumer loop's heartbeat (adsplatform/worker_liveness.py), read by the supervisor.
+        self.heartbeat = log_dir / f"{self.name}.heartbeat"
+        env = {**env, "WORKER_HEARTBEAT_FILE": str(self.heartbeat), "WORKER_HEARTBEAT_INTERVAL": "2"}
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
                 [
@@ -275,7 +282,7 @@ class CeleryWorker:
                     "adsplatform",
                     "worker",
                     "--loglevel",
-                    "WARNING",
+                    os.environ.get("RELIABILITY_WORKER_LOGLEVEL", "WARNING"),
                     "--concurrency",
                     str(concurrency),
                     "--hostname",
@@ -320,7 +327,18 @@ class CeleryWorker:
 class SupervisedWorkers:
     """The worker as production runs it: one that exits is started again after a backoff that
     doubles with each exit in a row (Fly's restart policy "always", `make run`'s supervisor).
-    Exits the fault plan caused (SIGKILL) are replacements; every other exit is a crash."""
+    Exits the fault plan caused (SIGKILL) are replacements; every other exit is a crash.
+
+    Alive is not enough: a worker can stay up and consume nothing after a broker reconnect. As
+    scripts/supervisor.py does with `manage.py worker_alive`, the worker's heartbeat is probed
+    every PROBE_EVERY s (worker_liveness.check: stale for STALE_AFTER s while Redis answers
+    fails); after PROBE_FAILURES failures in a row the worker is killed and replaced, counted
+    in ``stalls`` ("stalled workers replaced"), not as a crash. The worker's own watchdog exit
+    (code 70, after WORKER_STALL_EXIT_SECONDS) counts there too."""
+
+    PROBE_EVERY = 5.0
+    PROBE_FAILURES = 4  # >= 15 s of failures: a worker that reconnects on its own (<= 10 s retry) is left alone
+    STALE_AFTER = 15.0
 
     def __init__(self, env: dict[str, str], log_dir: Path, *, concurrency: int = 3, backoff: float = 1.0) -> None:
         self.env, self.log_dir, self.concurrency, self.backoff = env, log_dir, concurrency, backoff
@@ -328,6 +346,9 @@ class SupervisedWorkers:
         self.workers: list[CeleryWorker] = []
         self.crashes: list[str] = []  # the crashed worker's name and last error line
         self.replacements = 0
+        self.stalls: list[str] = []  # the stalled worker's name and the probe's last word
+        self._failed_probes = 0
+        self._next_probe = 0.0
         self._exits_in_a_row = 0
         self._stopping = threading.Event()
         self._start()
@@ -354,6 +375,23 @@ class SupervisedWorkers:
             self.current.killed = True
             self.current.stop()
             self._start()
+            self._failed_probes = 0
+
+    def _probe(self, worker: CeleryWorker) -> None:
+        from adsplatform import worker_liveness
+
+        now = time.monotonic()
+        if now < self._next_probe:
+            return
+        self._next_probe = now + self.PROBE_EVERY
+        alive, why = worker_liveness.check(
+            worker.heartbeat, self.STALE_AFTER, self.env["REDIS_URL"], since=worker.started_wall
+        )
+        self._failed_probes = 0 if alive else self._failed_probes + 1
+        if self._failed_probes >= self.PROBE_FAILURES:
+            self.stalls.append(f"{worker.name}: {why}")
+            log(f"worker {worker.name} is alive but not consuming ({why}); the supervisor replaces it")
+            worker.kill()  # SIGKILL to its group; counted as a stall, not a crash
 
     def _watch(self) -> None:
         while not self._stopping.wait(0.5):
@@ -361,7 +399,16 @@ class SupervisedWorkers:
                 worker = self.current
                 code = worker.process.poll()
                 if code is None:
+                    self._probe(worker)
+                    code = worker.process.poll()
+                if code is None:
                     continue
+                self._failed_probes = 0
+                self._next_probe = time.monotonic() + self.PROBE_EVERY
+                if code == WATCHDOG_EXIT and not worker.killed:
+                    worker.killed = True
+                    self.stalls.append(f"{worker.name}: its watchdog found it not consuming and exited")
+                    log(f"worker {worker.name} exited on its own stall watchdog; the supervisor starts another")
                 if not worker.killed:
                     self.crashes.append(
                         f"{worker.name} exited with code {code}: {worker.last_error() or 'no error line'}"
@@ -743,8 +790,11 @@ def _supervision_figures(result: ScenarioResult, workers: SupervisedWorkers) -> 
     crashes = len(workers.crashes)
     result.add("worker crashes (exits no fault caused)", crashes, "= 0", crashes == 0)
     result.add("workers started by the supervisor", workers.replacements)
+    result.add("stalled workers replaced (alive, not consuming)", len(workers.stalls))
     for crash in workers.crashes:
         result.notes.append(f"crash: {crash}")
+    for stall in workers.stalls:
+        result.notes.append(f"stall: {stall}")
 
 
 def scenario_webhooks_under_faults(run: Run, result: ScenarioResult) -> None:
