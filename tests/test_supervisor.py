@@ -193,8 +193,11 @@ def test_a_child_alive_but_failing_its_liveness_probe_is_replaced(tmp_path):
         probe_grace=0.2,
         stop_grace=2,
     )
+    # The web child logs its start elsewhere: starts.log then holds the worker's starts only.
+    web_dir = tmp_path / "web"
+    web_dir.mkdir()
     healthy = Program(
-        "web", _child(tmp_path, "time.sleep(60)"), probe=[sys.executable, "-c", "pass"], probe_every=0.1, probe_grace=0
+        "web", _child(web_dir, "time.sleep(60)"), probe=[sys.executable, "-c", "pass"], probe_every=0.1, probe_grace=0
     )
     supervisor = Supervisor([program, healthy], backoff_start=0.2, log=lines.append)
     supervisor.start_all()
