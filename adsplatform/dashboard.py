@@ -35,7 +35,7 @@ from django.utils.safestring import SafeString
 from adsplatform import charts
 from campaigns import access
 from campaigns.models import AdAccount, Campaign, CampaignStatus, DailyMetric, Platform, SyncRun
-from campaigns.services import account_today, campaign_cache_generation
+from campaigns.services import campaign_cache_generation, zone_today
 from conversions.models import Conversion
 from conversions.selectors import FINAL_STATUSES
 from platforms.base import minor_unit_micros
@@ -294,8 +294,7 @@ def dashboard_accounts(*, visible_account_ids: frozenset[int] | None = None) -> 
     for row in rows.order_by("platform", "name", "id"):
         row.setdefault("monthly_cap_micros", None)
         row["latest_run_progress"] = row["latest_run_progress"] or ""
-        # account_today reads only time_zone; a throwaway instance avoids a second query.
-        row["today"] = account_today(AdAccount(time_zone=row["time_zone"]))
+        row["today"] = zone_today(row["time_zone"])
         accounts.append(AccountRow(**row))
     return accounts
 

@@ -26,8 +26,13 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from campaigns import access
 from campaigns.models import Platform
 from conversions import selectors, services
-from conversions.authentication import ServiceKeyAuthentication, ServicePrincipal
-from conversions.models import Conversion, ConversionAction, ServiceApiKey, ServiceScope
+from conversions.authentication import (
+    ServiceKeyAuthentication,
+    ServicePrincipal,
+    require_service_scope,
+    service_key_accounts_only,
+)
+from conversions.models import Conversion, ConversionAction, ServiceScope
 from platforms.base import MICROS_PER_UNIT
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -258,23 +263,6 @@ def _flatten(errors: Any, prefix: str) -> dict[str, list[str]]:
     return flat
 
 
-class MissingScope(exceptions.PermissionDenied):
-    default_code = "missing_scope"
-
-
-def require_service_scope(key: ServiceApiKey, scope: str, *, account_ids: set[int] = frozenset()) -> None:
-    if not key.has_scope(scope):
-        raise MissingScope(f"This service key lacks the {scope} scope; an admin can add it to the key in admin.")
-    allowed = set(key.accounts.values_list("pk", flat=True))
-    if allowed and not account_ids <= allowed:
-        raise MissingScope("This service key may not post to the account of this conversion action.")
-
-
-def _service_key_scope(queryset, key: ServiceApiKey, *, account_field: str = "account"):
-    allowed = list(key.accounts.values_list("pk", flat=True))
-    return queryset.filter(**{f"{account_field}__in": allowed}) if allowed else queryset
-
-
 class _IngestView(APIView):
     authentication_classes = [ServiceKeyAuthentication, JWTAuthentication]
     permission_classes = [IsAuthenticated]
@@ -493,7 +481,7 @@ class ConversionActionListView(generics.ListAPIView):
         actions = selectors.conversion_action_list()
         if isinstance(self.request.user, ServicePrincipal):
             require_service_scope(self.request.user.key, ServiceScope.CONVERSION_ACTIONS_READ)
-            return _service_key_scope(actions, self.request.user.key)
+            return service_key_accounts_only(actions, self.request.user.key)
         return access.scope_queryset(actions, self.request.user)
 
 

@@ -58,3 +58,22 @@ class ServiceKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "header", "name": HEADER}
+
+
+class MissingScope(exceptions.PermissionDenied):
+    default_code = "missing_scope"
+
+
+def require_service_scope(key: ServiceApiKey, scope: str, *, account_ids: set[int] = frozenset()) -> None:
+    """What a service key may do, asked like a person's role: the scope, and the accounts it is limited to."""
+    if not key.has_scope(scope):
+        raise MissingScope(f"This service key lacks the {scope} scope; an admin can add it to the key in admin.")
+    allowed = set(key.accounts.values_list("pk", flat=True))
+    if allowed and not account_ids <= allowed:
+        raise MissingScope("This service key may not post to the account of this conversion action.")
+
+
+def service_key_accounts_only(queryset, key: ServiceApiKey, *, account_field: str = "account"):
+    """The rows of the accounts a key is limited to (all rows for a key limited to none)."""
+    allowed = list(key.accounts.values_list("pk", flat=True))
+    return queryset.filter(**{f"{account_field}__in": allowed}) if allowed else queryset
