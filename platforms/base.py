@@ -154,8 +154,40 @@ class CampaignInfo:
     budget_external_id: str = ""  # Google campaign budget id
     budget_is_shared: bool = False
     # Meta: "campaign" when the campaign holds the budget (CBO), "ad_set" when its ad
-    # sets do (then the campaign's budget cannot be changed here).
+    # sets do (then each ad set's budget is changed instead).
     budget_level: str = "campaign"
+    # Lifetime budgets: what is left of it and when it ends (both platforms refuse a
+    # lifetime budget below what is already spent, or without an end).
+    budget_remaining_micros: int | None = None
+    end_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AdGroupInfo:
+    """The level below a campaign: a Google ad group or a Meta ad set.
+
+    Google ad groups hold no budget; a Meta ad set holds a daily or a lifetime budget when its
+    campaign does not (ABO).
+    """
+
+    external_id: str
+    campaign_external_id: str
+    name: str
+    status: str  # "enabled" | "paused" | "removed"
+    daily_budget_micros: int | None = None
+    lifetime_budget_micros: int | None = None
+    budget_remaining_micros: int | None = None
+    end_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ChangeTarget:
+    """What a budget or status change is made on: a campaign or an ad group / ad set."""
+
+    level: str  # "campaign" | "ad_group"
+    external_id: str
+    campaign_external_id: str = ""
+    budget_external_id: str = ""  # Google: the campaign budget's id (campaign level only)
 
 
 @dataclass(frozen=True)
@@ -170,13 +202,42 @@ class MetricRow:
 
 
 @dataclass(frozen=True)
+class AdGroupMetricRow:
+    """Daily metrics of one ad group / ad set. Kept apart from campaign rows: a campaign's
+    totals come from its own rows only, so nothing is counted at both levels."""
+
+    ad_group_external_id: str
+    campaign_external_id: str
+    date: date
+    impressions: int
+    clicks: int
+    cost_micros: int
+    conversions: Decimal
+    conversion_value_micros: int
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """The platform's confirmation of a status change (or, validate-only, that it would pass)."""
+
+    target: ChangeTarget
+    status: str  # "enabled" | "paused"
+    validated_only: bool = False
+    resource: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class BudgetUpdate:
     """The platform's confirmation of a budget change."""
 
     campaign_external_id: str
-    daily_budget_micros: int
+    daily_budget_micros: int | None
     resource: str = ""  # Google budget resource name / Meta object id
     raw: dict[str, Any] = field(default_factory=dict)
+    lifetime_budget_micros: int | None = None
+    validated_only: bool = False  # validate-only: the platform checked it and changed nothing
+    target: ChangeTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +314,38 @@ class AdPlatform(Protocol):
         self, account: AccountRef, campaign: CampaignInfo, new_daily_budget_micros: int
     ) -> BudgetUpdate:
         """Change the daily budget; returns only once the platform confirmed it."""
+
+    def list_ad_groups(self, account: AccountRef) -> Iterator[AdGroupInfo]:
+        """Every ad group (Google) / ad set (Meta) of the account, removed ones included."""
+
+    def get_ad_group(self, account: AccountRef, ad_group_external_id: str) -> AdGroupInfo:
+        """The platform's current view of one ad group / ad set."""
+
+    def iter_ad_group_daily_metrics(
+        self, account: AccountRef, date_from: date, date_to: date
+    ) -> Iterator[AdGroupMetricRow]:
+        """Daily ad group / ad set metrics, streamed; dates inclusive, in the account's time zone."""
+
+    def update_budget(
+        self,
+        account: AccountRef,
+        target: ChangeTarget,
+        *,
+        daily_budget_micros: int | None = None,
+        lifetime_budget_micros: int | None = None,
+        validate_only: bool = False,
+    ) -> BudgetUpdate:
+        """Set the daily or the lifetime budget (exactly one) of a campaign or ad set.
+
+        Returns once the platform confirmed it; with ``validate_only`` the platform checks it
+        (Google ``validate_only``, Meta ``execution_options=["validate_only"]``) and changes
+        nothing. A refusal raises PermanentError with the platform's code and message.
+        """
+
+    def update_status(
+        self, account: AccountRef, target: ChangeTarget, status: str, *, validate_only: bool = False
+    ) -> StatusUpdate:
+        """Pause or enable (``"paused"`` | ``"enabled"``) a campaign or ad group / ad set."""
 
     def upload_conversions(
         self, account: AccountRef, conversions: Sequence[Any], *, destination_id: str = ""
