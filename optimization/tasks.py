@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 
 from campaigns.models import AdAccount
-from optimization import services
+from optimization import alerts, services
 from optimization.models import OptimizationRun
 from optimization.selectors import stale_pending_runs
 from platforms.base import RateLimitedError, TransientError
@@ -62,7 +62,7 @@ def run_optimizer() -> int:
 @shared_task(name="optimization.evaluate_alerts")
 def evaluate_alerts() -> int:
     """Beat, every minute: open, refresh and resolve alerts; send owed notifications."""
-    changes = services.alerts_evaluate()
+    changes = alerts.alerts_evaluate()
     return len(changes.opened) + len(changes.resolved)
 
 
@@ -72,5 +72,5 @@ def evaluate_account_alerts(account_id: int) -> None:
     account = AdAccount.objects.filter(pk=account_id).first()
     if account is None:
         return
-    services.budget_alerts_evaluate(accounts=[account])
-    services.alerts_notify_pending()
+    alerts.budget_alerts_evaluate(accounts=[account])
+    alerts.alerts_notify_pending()

@@ -14,7 +14,7 @@ import pytest
 from adsplatform.dashboard import DashboardFilters, dashboard_accounts, dashboard_context, dashboard_data
 from campaigns.models import DailyMetric
 from campaigns.services import account_today, default_sync_window, latest_account_today
-from optimization import optimizer, services
+from optimization import alerts, optimizer, services
 from optimization.models import AccountBudgetSettings, Alert
 from tests.campaigns.factories import AdAccountFactory, CampaignFactory
 
@@ -93,11 +93,11 @@ def test_on_the_first_of_the_month_one_overspend_is_one_alert():
     set_spend(campaign, dt.date(2026, 11, 30), 300_000_000)  # last month's overspend is last month's
     set_spend(campaign, dt.date(2026, 12, 1), 105_000_000)
 
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
     assert not Alert.objects.exists(), "105% of a day's budget on day 1 is within the daily rule; no pacing yet"
 
     set_spend(campaign, dt.date(2026, 12, 1), 120_000_000)
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
     assert list(Alert.objects.values_list("kind", flat=True)) == [Alert.Kind.BUDGET_OVERSPEND]
 
 
@@ -114,7 +114,7 @@ def test_monthly_pacing_counts_the_days_of_this_month(clock, instant, days):
     for day in range(1, today.day + 1):
         set_spend(campaign, today.replace(day=day), 105_000_000)
 
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
 
     alert = Alert.objects.get()
     assert alert.kind == Alert.Kind.PACING_OVERSPEND
@@ -131,7 +131,7 @@ def test_at_new_year_each_account_is_judged_on_its_own_date():
         set_spend(new_york, dt.date(2025, 12, day), 105_000_000)
     set_spend(berlin, dt.date(2026, 1, 1), 50_000_000)
 
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
 
     # Berlin is in a new month with half a day's budget spent; New York is still in December.
     alert = Alert.objects.get()
@@ -145,7 +145,7 @@ def test_the_daily_alert_reads_the_accounts_date_on_a_25_hour_day():
     campaign = CampaignFactory(daily_budget_micros=100_000_000, account__time_zone=NEW_YORK)
     set_spend(campaign, dt.date(2026, 11, 1), 150_000_000)
     set_spend(campaign, dt.date(2026, 10, 31), 0)
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
     alert = Alert.objects.get(kind=Alert.Kind.BUDGET_OVERSPEND)
     assert "today (2026-11-01, America/New_York)" in alert.message
 

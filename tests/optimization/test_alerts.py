@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from campaigns.models import DailyMetric, SyncRun
 from campaigns.services import account_today
-from optimization import services
+from optimization import alerts
 from optimization.models import Alert, PlatformCallRecord
 from platforms.observe import record
 from tests.campaigns.factories import AdAccountFactory, CampaignFactory
@@ -69,8 +69,8 @@ def test_daily_overspend_opens_once_dedupes_resolves_and_notifies_once_each_way(
     today = account_today(campaign.account)
     set_spend(campaign, today, 120_000_000)
 
-    services.alerts_evaluate()
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
+    alerts.alerts_evaluate()
 
     alert = Alert.objects.get(kind=Alert.Kind.BUDGET_OVERSPEND)
     assert alert.is_open and alert.subject == f"campaign:{campaign.pk}"
@@ -80,13 +80,13 @@ def test_daily_overspend_opens_once_dedupes_resolves_and_notifies_once_each_way(
     assert len(slack.messages) == 1 and "Brand" in slack.messages[0]["text"]
 
     set_spend(campaign, today, 130_000_000)
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
     alert.refresh_from_db()
     assert alert.value == 1.3 and Alert.objects.count() == 1 and len(mails) == 1
 
     set_spend(campaign, today, 100_000_000)
-    services.alerts_evaluate()
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
+    alerts.alerts_evaluate()
 
     alert.refresh_from_db()
     assert not alert.is_open
@@ -102,7 +102,7 @@ def test_monthly_pacing_overspend_fires_when_each_day_stays_under_110_percent(no
     for day in range(1, today.day + 1):
         set_spend(campaign, today.replace(day=day), 105_000_000)  # 105% a day: no daily alert
 
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
 
     alert = Alert.objects.get()
     assert alert.kind == Alert.Kind.PACING_OVERSPEND
@@ -116,7 +116,7 @@ def test_a_reopened_condition_is_a_new_alert(notify):
     today = account_today(campaign.account)
     for spend in (150_000_000, 50_000_000, 150_000_000):
         set_spend(campaign, today, spend)
-        services.alerts_evaluate()
+        alerts.alerts_evaluate()
     assert Alert.objects.filter(kind=Alert.Kind.BUDGET_OVERSPEND).count() == 2
     assert Alert.objects.filter(kind=Alert.Kind.BUDGET_OVERSPEND, resolved_at__isnull=True).count() == 1
 
@@ -136,10 +136,10 @@ def test_an_evaluation_after_one_sync_leaves_other_accounts_alerts_alone(notify)
     other = CampaignFactory(account=AdAccountFactory(), daily_budget_micros=100_000_000)
     set_spend(first, account_today(first.account), 150_000_000)
     set_spend(other, account_today(other.account), 150_000_000)
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
     set_spend(other, account_today(other.account), 0)
 
-    services.budget_alerts_evaluate(accounts=[first.account])
+    alerts.budget_alerts_evaluate(accounts=[first.account])
 
     assert Alert.objects.filter(resolved_at__isnull=True).count() == 2
 
@@ -161,15 +161,15 @@ def test_api_failure_rate_above_5_percent_over_15_minutes(notify):
     calls("meta", ok=18, failed=2)  # 10%
     assert PlatformCallRecord.objects.count() == 40
 
-    services.alerts_evaluate()
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
+    alerts.alerts_evaluate()
 
     alert = Alert.objects.get()
     assert (alert.kind, alert.subject, alert.value) == (Alert.Kind.API_FAILURES, "platform:meta", 0.1)
     assert "2 of 20 calls failed in the last 15 minutes" in alert.message
     assert len(mails) == 1 and len(slack.messages) == 1
 
-    services.alerts_evaluate(now=timezone.now() + timedelta(minutes=16))  # the failures aged out
+    alerts.alerts_evaluate(now=timezone.now() + timedelta(minutes=16))  # the failures aged out
 
     alert.refresh_from_db()
     assert not alert.is_open and len(mails) == 2
@@ -177,7 +177,7 @@ def test_api_failure_rate_above_5_percent_over_15_minutes(notify):
 
 def test_a_handful_of_calls_is_not_a_rate(notify):
     calls("google", ok=1, failed=1)
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
     assert not Alert.objects.exists()
 
 
@@ -195,14 +195,14 @@ def test_webhook_delay_from_the_oldest_unprocessed_event(notify, webhook_source)
     event = WebhookEvent.objects.create(
         source=webhook_source, dedupe_key="msg:1", raw_body="{}", received_at=timezone.now() - timedelta(minutes=6)
     )
-    services.alerts_evaluate()
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
+    alerts.alerts_evaluate()
     alert = Alert.objects.get(subject="webhooks:inbox")
     assert alert.kind == Alert.Kind.WEBHOOK_DELAY and f"event #{event.pk}" in alert.message
     assert len(mails) == 1
 
     WebhookEvent.objects.filter(pk=event.pk).update(status="processed", processed_at=timezone.now())
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
     alert.refresh_from_db()
     assert not alert.is_open and len(mails) == 2
 
@@ -217,11 +217,11 @@ def test_webhook_delay_from_a_slow_lead(notify, webhook_source):
         received_at=now - timedelta(minutes=8),
         processed_at=now - timedelta(minutes=1),
     )
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
     alert = Alert.objects.get(subject="webhooks:leads")
     assert f"lead #{lead.pk} took 8.0 minutes" in alert.message
 
-    services.alerts_evaluate(now=now + timedelta(minutes=15))  # the slow lead left the window
+    alerts.alerts_evaluate(now=now + timedelta(minutes=15))  # the slow lead left the window
     alert.refresh_from_db()
     assert not alert.is_open
 
@@ -232,20 +232,20 @@ def test_a_failed_notification_is_sent_at_the_next_evaluation_not_lost(settings,
     campaign = CampaignFactory(daily_budget_micros=100_000_000)
     set_spend(campaign, account_today(campaign.account), 150_000_000)
 
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
     assert Alert.objects.get().open_notified_at is None
 
     settings.ALERT_SLACK_WEBHOOK_URL = ""
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
     assert Alert.objects.get().open_notified_at is not None
 
 
 def test_alerts_api_lists_open_ones_first(auth_client, notify):
     campaign = CampaignFactory(name="Overspender", daily_budget_micros=100_000_000)
     set_spend(campaign, account_today(campaign.account), 150_000_000)
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
     calls("meta", ok=10, failed=10)
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
 
     body = auth_client.get("/api/v1/alerts/").json()
 
@@ -257,7 +257,7 @@ def test_alerts_api_lists_open_ones_first(auth_client, notify):
 
 def test_metrics_expose_open_alerts_and_platform_error_rate(client, notify):
     calls("meta", ok=10, failed=10)
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
 
     text = client.get("/metrics").content.decode()
 
@@ -271,11 +271,11 @@ def test_alerts_opened_with_nowhere_to_send_stay_owed_until_a_destination_is_set
     campaign = CampaignFactory(daily_budget_micros=100_000_000)
     set_spend(campaign, account_today(campaign.account), 150_000_000)
 
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
     alert = Alert.objects.get()
     assert alert.is_open and alert.open_notified_at is None and mailoutbox == []
 
     settings.ALERT_EMAIL_RECIPIENTS = ["oncall@example.com"]
-    services.alerts_evaluate()
+    alerts.alerts_evaluate()
     alert.refresh_from_db()
     assert alert.open_notified_at is not None and len(mailoutbox) == 1
