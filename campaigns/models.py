@@ -59,6 +59,11 @@ class CampaignStatus(models.TextChoices):
     REMOVED = "removed", "Removed"
 
 
+class BudgetLevel(models.TextChoices):
+    CAMPAIGN = "campaign", "Campaign"
+    AD_GROUP = "ad_group", "Ad groups / ad sets"
+
+
 class Campaign(models.Model):
     """A campaign on either platform, with budgets in integer micros of the account currency."""
 
@@ -74,6 +79,16 @@ class Campaign(models.Model):
         max_length=64, blank=True, help_text="Google campaign budget id; empty on Meta."
     )
     budget_is_shared = models.BooleanField(default=False, help_text="A Google budget shared with other campaigns.")
+    budget_level = models.CharField(
+        max_length=16,
+        choices=BudgetLevel.choices,
+        default=BudgetLevel.CAMPAIGN,
+        help_text="Where the budget lives: on the campaign (Google; Meta CBO) or on its ad sets (Meta ABO).",
+    )
+    budget_remaining_micros = models.BigIntegerField(
+        null=True, blank=True, help_text="What is left of a lifetime budget, as the platform last reported it."
+    )
+    end_time = models.DateTimeField(null=True, blank=True, help_text="When a lifetime budget ends.")
     synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -121,6 +136,73 @@ class DailyMetric(models.Model):
         return f"{self.campaign_id} {self.date}"
 
 
+class AdGroup(models.Model):
+    """The level below a campaign: a Google ad group or a Meta ad set.
+
+    Google ad groups hold no budget; a Meta ad set holds a daily or a lifetime budget when its
+    campaign does not (ABO). ``account`` repeats the campaign's so that scoping and the sync's
+    "which rows did this account lose" are one indexed filter.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="ad_groups")
+    account = models.ForeignKey(AdAccount, on_delete=models.PROTECT, related_name="ad_groups")
+    platform = models.CharField(max_length=16, choices=Platform.choices)
+    external_id = models.CharField(max_length=64)
+    name = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.ENABLED)
+    daily_budget_micros = models.BigIntegerField(null=True, blank=True)
+    lifetime_budget_micros = models.BigIntegerField(null=True, blank=True)
+    budget_remaining_micros = models.BigIntegerField(null=True, blank=True)
+    end_time = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "ad group / ad set"
+        verbose_name_plural = "ad groups / ad sets"
+        ordering = ("name",)
+        constraints = [
+            models.UniqueConstraint(fields=("platform", "external_id"), name="uniq_ad_group_platform_external_id"),
+        ]
+        indexes = [
+            models.Index(fields=("campaign", "name"), name="ad_group_campaign_name_idx"),
+            models.Index(fields=("account", "status"), name="ad_group_account_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def currency_code(self) -> str:
+        return self.account.currency_code
+
+
+class AdGroupDailyMetric(models.Model):
+    """One ad group's numbers for one day. Campaign totals never read these rows: the
+    platforms report the campaign level itself, so adding both would count spend twice."""
+
+    ad_group = models.ForeignKey(AdGroup, on_delete=models.CASCADE, related_name="daily_metrics")
+    date = models.DateField()
+    impressions = models.BigIntegerField(default=0)
+    clicks = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    conversions = models.DecimalField(max_digits=18, decimal_places=4, default=0)
+    conversion_value_micros = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("ad_group", "date")
+        constraints = [
+            models.UniqueConstraint(fields=("ad_group", "date"), name="uniq_metric_ad_group_date"),
+        ]
+        indexes = [models.Index(fields=("date",), name="ad_group_metric_date_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.ad_group_id} {self.date}"
+
+
 class SyncRun(models.Model):
     """One sync of one account: what it read, how long it took, and how it ended."""
 
@@ -145,7 +227,9 @@ class SyncRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     campaigns_synced = models.PositiveIntegerField(default=0)
+    ad_groups_synced = models.PositiveIntegerField(default=0)
     metric_rows_synced = models.PositiveIntegerField(default=0)
+    ad_group_metric_rows_synced = models.PositiveIntegerField(default=0)
     progress = models.CharField(max_length=255, blank=True, help_text="What the running sync is doing now.")
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="When a retry is due.")

@@ -7,14 +7,28 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns.models import AdAccount, Campaign
+from campaigns.models import AdAccount, AdGroup, Campaign
 
 
 class OptimizationRun(models.Model):
-    """A change of one campaign's daily budget, from staff, the API or the optimizer.
+    """A change record: one budget (daily or lifetime) or status change of a campaign or of one
+    of its ad groups / ad sets, from staff, the API or the optimizer.
 
     Append-only: a run moves forward through its statuses and is never edited back or deleted.
+    The model keeps its first name (the API's ``/optimization/runs/``, the seed's table).
     """
+
+    class Kind(models.TextChoices):
+        BUDGET = "budget", "Budget"
+        STATUS = "status", "Status"
+
+    class Level(models.TextChoices):
+        CAMPAIGN = "campaign", "Campaign"
+        AD_GROUP = "ad_group", "Ad group / ad set"
+
+    class BudgetPeriod(models.TextChoices):
+        DAILY = "daily", "Daily"
+        LIFETIME = "lifetime", "Lifetime"
 
     class Source(models.TextChoices):
         STAFF = "staff", "Staff (admin)"
@@ -28,9 +42,18 @@ class OptimizationRun(models.Model):
         FAILED = "failed", "Failed (platform refused)"
         REJECTED = "rejected", "Rejected by staff"
 
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.BUDGET)
+    level = models.CharField(max_length=16, choices=Level.choices, default=Level.CAMPAIGN)
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="optimization_runs")
+    # Set when the change is on an ad group / ad set (the campaign is still its campaign).
+    ad_group = models.ForeignKey(
+        AdGroup, null=True, blank=True, on_delete=models.PROTECT, related_name="optimization_runs"
+    )
+    budget_period = models.CharField(max_length=16, choices=BudgetPeriod.choices, blank=True, default="daily")
     old_budget_micros = models.BigIntegerField(null=True, blank=True)
-    new_budget_micros = models.BigIntegerField()
+    new_budget_micros = models.BigIntegerField(null=True, blank=True)
+    old_status = models.CharField(max_length=16, blank=True)
+    new_status = models.CharField(max_length=16, blank=True)
     reason = models.TextField()
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -63,22 +86,46 @@ class OptimizationRun(models.Model):
 
     class Meta:
         ordering = ("-created_at",)
-        indexes = [models.Index(fields=("campaign", "-created_at")), models.Index(fields=("status",))]
+        verbose_name = "change record"
+        indexes = [
+            models.Index(fields=("campaign", "-created_at")),
+            models.Index(fields=("status",)),
+            models.Index(fields=("ad_group", "-created_at"), name="optrun_ad_group_created_idx"),
+        ]
         permissions = [("change_budget", "Can change campaign budgets and apply optimizer proposals")]
         constraints = [
-            # Two pushes racing on one campaign could each read the same "current" value and
-            # overwrite each other; one in flight at a time makes that impossible.
+            # Two pushes racing on one object could each read the same "current" value and
+            # overwrite each other; one change in flight per object makes that impossible.
             models.UniqueConstraint(
-                fields=("campaign",), condition=Q(status="pending"), name="uniq_pending_budget_change_per_campaign"
+                fields=("campaign",),
+                condition=Q(status="pending", ad_group__isnull=True),
+                name="uniq_pending_change_per_campaign",
+            ),
+            models.UniqueConstraint(
+                fields=("ad_group",), condition=Q(status="pending"), name="uniq_pending_change_per_ad_group"
+            ),
+            models.CheckConstraint(
+                condition=(Q(kind="budget", new_budget_micros__isnull=False) | Q(kind="status") & ~Q(new_status="")),
+                name="change_record_has_new_value",
+            ),
+            models.CheckConstraint(
+                condition=Q(level="campaign", ad_group__isnull=True) | Q(level="ad_group", ad_group__isnull=False),
+                name="change_record_level_matches_target",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"Budget change #{self.pk} of {self.campaign_id}: {self.old_budget_micros} → {self.new_budget_micros}"
+        what = f"ad group {self.ad_group_id}" if self.ad_group_id else f"campaign {self.campaign_id}"
+        if self.kind == self.Kind.STATUS:
+            return f"Status change #{self.pk} of {what}: {self.old_status or '—'} → {self.new_status}"
+        return (
+            f"{self.get_budget_period_display()} budget change #{self.pk} of {what}: "
+            f"{self.old_budget_micros} → {self.new_budget_micros}"
+        )
 
     @property
     def change_micros(self) -> int:
-        return self.new_budget_micros - (self.old_budget_micros or 0)
+        return (self.new_budget_micros or 0) - (self.old_budget_micros or 0)
 
 
 class AccountBudgetSettings(models.Model):
