@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from adsplatform.secret_fields import EncryptedURLField
 from campaigns.models import AdAccount, AdGroup, Campaign
 
 
@@ -195,6 +196,10 @@ class Alert(models.Model):
         PACING_OVERSPEND = "pacing_overspend", "Budget overspend (month-to-date pacing)"
         API_FAILURES = "api_failures", "Platform API failures"
         WEBHOOK_DELAY = "webhook_delay", "Webhook delay"
+        # Watched by the alert monitor (optimization/alerts.py), a process apart from the worker.
+        WORKERS_STALLED = "workers_stalled", "Workers not taking tasks"
+        BEAT_STALLED = "beat_stalled", "Scheduler (beat) not running"
+        MONITOR_STALLED = "monitor_stalled", "Alert monitor not running"
 
     class Severity(models.TextChoices):
         WARNING = "warning", "Warning"
@@ -250,3 +255,101 @@ class PlatformCallRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.platform}.{self.operation} {self.outcome}"
+
+
+# --- Alert delivery and the processes the alert monitor watches ----------------------------------
+
+
+class AlertSettings(models.Model):
+    """Where alerts go, set in admin (one row). A blank field falls back to the environment
+    (ALERT_EMAIL_RECIPIENTS, ALERT_SLACK_WEBHOOK_URL): the environment is the default, never a
+    value written over what admin set, so the two cannot fight."""
+
+    SINGLETON_ID = 1
+
+    email_recipients = models.TextField(
+        blank=True,
+        help_text="One address per line (or comma-separated). Blank: ALERT_EMAIL_RECIPIENTS from the environment.",
+    )
+    email_enabled = models.BooleanField(default=True, help_text="Untick to send no alert email at all.")
+    # A Slack incoming-webhook URL is a credential: encrypted at rest, never shown back in full.
+    slack_webhook_url = EncryptedURLField(
+        max_length=500,
+        blank=True,
+        help_text="Slack-compatible incoming webhook. Blank: ALERT_SLACK_WEBHOOK_URL from the environment.",
+    )
+    slack_enabled = models.BooleanField(default=True, help_text="Untick to post no alert to Slack at all.")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by_name = models.CharField(max_length=150, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "alert destinations"
+        verbose_name_plural = "alert destinations"
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="alert_settings_singleton")]
+
+    def __str__(self) -> str:
+        return "Alert destinations"
+
+
+class AlertNotification(models.Model):
+    """One message owed about one alert (opened or resolved) on one channel: sent once, or retried
+    with its last error on show. The alert is marked notified only once every channel has sent."""
+
+    class Event(models.TextChoices):
+        OPENED = "opened", "Opened"
+        RESOLVED = "resolved", "Resolved"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        SLACK = "slack", "Slack"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed (retried)"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="notifications")
+    event = models.CharField(max_length=16, choices=Event.choices)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(fields=("alert", "event", "channel"), name="uniq_alert_notification"),
+        ]
+        indexes = [models.Index(fields=("status", "next_attempt_at"))]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} · {self.get_event_display()} · {self.alert} ({self.status})"
+
+
+class ProcessHeartbeat(models.Model):
+    """The last sign of life of a process the alert monitor watches, written where every machine
+    can read it (the database, not a file): beat's scheduler loop, the monitor's own cycle, and
+    the worker canary (a task the monitor queues and a worker runs)."""
+
+    BEAT = "beat"
+    MONITOR = "monitor"
+    WORKER_CANARY = "worker-canary"
+
+    name = models.CharField(max_length=32, unique=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When the process last started.")
+    beat_at = models.DateTimeField(null=True, blank=True, help_text="Its last sign of life (canary: last one run).")
+    # Canary only: the last one queued, and the oldest queued that no worker has run yet.
+    canary_sent_at = models.DateTimeField(null=True, blank=True)
+    canary_pending_since = models.DateTimeField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}" if self.beat_at else self.name
