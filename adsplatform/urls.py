@@ -14,6 +14,8 @@ api_v1 = [
     path("", include("conversions.api")),
     path("", include("webhooks.api")),
     path("", include("optimization.api")),
+    path("", include("optimization.change_api")),
+    path("", include("campaigns.ad_group_api")),
 ]
 
 urlpatterns = [

@@ -133,7 +133,7 @@ class CampaignPageSerializer(serializers.Serializer):
     results = CampaignSerializer(many=True)
 
 
-def _metrics(row: dict[str, Any]) -> dict[str, Any]:
+def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "impressions": row["impressions"],
         "clicks": row["clicks"],
@@ -156,7 +156,7 @@ def campaign_row(row: dict[str, Any], date_from: date, date_to: date) -> dict[st
         "currency_code": row["account__currency_code"],
         "account": {"id": row["account_id"], "name": row["account__name"], "platform": row["account__platform"]},
         "synced_at": row["synced_at"],
-        "metrics": _metrics(row),
+        "metrics": metrics_of(row),
         "date_from": date_from,
         "date_to": date_to,
     }
@@ -368,7 +368,7 @@ class SummaryView(APIView):
                     "platform": r["platform"],
                     "currency_code": r["currency_code"],
                     "campaigns": r["campaigns"],
-                    **_metrics(r),
+                    **metrics_of(r),
                 }
                 for r in rows
             ]

@@ -24,7 +24,7 @@ from django.db.models import (
 from django.db.models.functions import Cast, Coalesce, NullIf
 
 from campaigns import access
-from campaigns.models import AdAccount, Campaign, DailyMetric, SyncRun
+from campaigns.models import AdAccount, AdGroup, AdGroupDailyMetric, Campaign, DailyMetric, SyncRun
 
 METRIC_FIELDS = ("impressions", "clicks", "cost_micros", "conversions", "conversion_value_micros")
 _DECIMAL = DecimalField(max_digits=24, decimal_places=4)
@@ -240,3 +240,67 @@ def sync_run_list(*, user: Any, account_id: int | None = None, status: str | Non
     if status:
         runs = runs.filter(status=status)
     return runs.order_by("-created_at")
+
+
+# --- Ad groups / ad sets -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdGroupFilters:
+    date_from: date
+    date_to: date
+    campaign_id: Any = None
+    account_id: int | None = None
+    platform: str | None = None
+    status: str | None = None
+    visible_account_ids: frozenset[int] | None = None
+
+
+def ad_group_queryset(filters: AdGroupFilters) -> QuerySet[AdGroup]:
+    queryset = AdGroup.objects.all()
+    if filters.visible_account_ids is not None:
+        queryset = queryset.filter(account_id__in=filters.visible_account_ids)
+    if filters.campaign_id:
+        queryset = queryset.filter(campaign_id=filters.campaign_id)
+    if filters.account_id:
+        queryset = queryset.filter(account_id=filters.account_id)
+    if filters.platform:
+        queryset = queryset.filter(platform=filters.platform)
+    if filters.status:
+        queryset = queryset.filter(status=filters.status)
+    return queryset
+
+
+def ad_group_page(*, filters: AdGroupFilters, offset: int, limit: int) -> list[dict[str, Any]]:
+    """One page of ad groups (by campaign, then name) with their window totals: two queries."""
+    rows = list(
+        ad_group_queryset(filters)
+        .order_by("campaign__name", "campaign_id", "name", "id")
+        .values(
+            "id",
+            "campaign_id",
+            "campaign__name",
+            "platform",
+            "external_id",
+            "name",
+            "status",
+            "daily_budget_micros",
+            "lifetime_budget_micros",
+            "synced_at",
+            "account_id",
+            "account__name",
+            "account__currency_code",
+        )[offset : offset + limit]
+    )
+    totals = {
+        total["ad_group_id"]: total
+        for total in AdGroupDailyMetric.objects.filter(
+            ad_group_id__in=[row["id"] for row in rows], date__gte=filters.date_from, date__lte=filters.date_to
+        )
+        .order_by()
+        .values("ad_group_id")
+        .annotate(**{name: Sum(name) for name in METRIC_FIELDS})
+    }
+    for row in rows:
+        row.update({name: (totals.get(row["id"]) or _NO_METRICS)[name] for name in METRIC_FIELDS})
+    return rows

@@ -23,7 +23,7 @@ from campaigns.admin import CampaignAdmin
 from campaigns.admin_scoping import AccountScopedAdmin
 from campaigns.models import Campaign
 from campaigns.services import account_today
-from optimization import selectors, services
+from optimization import changes, selectors, services
 from optimization.models import AccountBudgetSettings, Alert, GuardrailChange, OptimizationRun
 
 MICROS_PER_UNIT = 1_000_000
@@ -73,7 +73,7 @@ class BudgetChangeForm(forms.Form):
 
 
 def _money(micros: int | None, currency: str) -> str:
-    return services.format_money(micros, currency)
+    return changes.format_money(micros, currency)
 
 
 # --- Campaigns: the budget form ----------------------------------------------------------------
@@ -143,7 +143,7 @@ class CampaignWithBudgetAdmin(CampaignAdmin):
         form = BudgetChangeForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                run = services.budget_change(
+                run = changes.budget_change(
                     campaign=campaign,
                     new_micros=form.cleaned_data["daily_budget"],
                     reason=form.cleaned_data["reason"],
@@ -154,7 +154,7 @@ class CampaignWithBudgetAdmin(CampaignAdmin):
                 )
             except ValidationError as exc:
                 form.add_service_error(exc)
-            except services.BudgetPlatformUnavailable as exc:
+            except changes.BudgetPlatformUnavailable as exc:
                 form.add_error(None, str(exc))
             else:
                 self.message_user(
@@ -280,7 +280,7 @@ class OptimizationRunAdmin(AccountScopedAdmin):
                 approved += 1
             except ValidationError as exc:
                 refused.append(f"#{run.pk}: {' '.join(exc.messages)}")
-            except services.BudgetPlatformUnavailable as exc:
+            except changes.BudgetPlatformUnavailable as exc:
                 refused.append(f"#{run.pk}: {exc}")
         if approved:
             self.message_user(request, f"Approved {approved} proposal(s); they are being pushed.", messages.SUCCESS)

@@ -23,9 +23,10 @@ from django.utils import timezone
 from campaigns.models import AdAccount
 from campaigns.services import account_today
 from optimization import selectors
+from optimization.changes import PLATFORM_NAMES, format_money
 from optimization.conf import setting
 from optimization.models import Alert
-from optimization.services import PLATFORM_NAMES, format_money, platform_calls_prune
+from optimization.services import platform_calls_prune
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ class OptimizationConfig(AppConfig):
 def _after_sync_run_saved(sender, instance, **kwargs) -> None:
     if instance.status != "succeeded":
         return
-    from optimization.services import enqueue_quietly
+    from optimization.changes import enqueue_quietly
     from optimization.tasks import evaluate_account_alerts
 
     account_id = instance.account_id

@@ -46,7 +46,16 @@ def campaign_budget_history(*, campaign: Campaign, limit: int = 20) -> list[Opti
 
 
 def pending_run_for(*, campaign: Campaign) -> OptimizationRun | None:
-    return OptimizationRun.objects.filter(campaign=campaign, status=OptimizationRun.Status.PENDING).first()
+    """A change of the campaign itself still being pushed (its ad groups' changes are apart)."""
+    return pending_change_for(campaign=campaign, ad_group=None)
+
+
+def pending_change_for(*, campaign: Campaign, ad_group=None) -> OptimizationRun | None:
+    """The change of this campaign (``ad_group`` None) or ad group still being pushed, if any."""
+    runs = OptimizationRun.objects.filter(status=OptimizationRun.Status.PENDING)
+    if ad_group is not None:
+        return runs.filter(ad_group=ad_group).first()
+    return runs.filter(campaign=campaign, ad_group__isnull=True).first()
 
 
 def shared_budget_siblings(*, campaign: Campaign) -> list[Campaign]:

@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 
 from campaigns.models import AdAccount
-from optimization import alerts, services
+from optimization import alerts, changes, services
 from optimization.models import OptimizationRun
 from optimization.selectors import stale_pending_runs
 from platforms.base import RateLimitedError, TransientError
@@ -34,13 +34,13 @@ def push_budget_change(self, run_id: int) -> None:
     if run is None or run.status != OptimizationRun.Status.PENDING:
         return  # already decided: a redelivered message changes nothing
     try:
-        services.budget_push(run=run)
+        changes.change_push(run=run)
     except TransientError as exc:
         if self.request.retries >= self.max_retries:
-            services.budget_push_give_up(run=run, error=exc)
+            changes.change_push_give_up(run=run, error=exc)
             return
         delay = retry_delay(exc, self.request.retries)
-        services.budget_push_retry_at(run=run, delay_seconds=delay, error=exc)
+        changes.change_push_retry_at(run=run, delay_seconds=delay, error=exc)
         raise self.retry(exc=exc, countdown=delay) from exc
 
 

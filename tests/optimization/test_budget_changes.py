@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from campaigns.models import Campaign
-from optimization import services
+from optimization import changes
 from optimization.models import AccountBudgetSettings, OptimizationRun
 from optimization.tasks import retry_delay
 from platforms.base import RateLimitedError, TransientError
@@ -233,7 +233,7 @@ def test_unreachable_platform_is_a_503_and_changes_nothing(staff_client, google_
 
 
 def request_change(campaign: Campaign, staff_user, new: int) -> OptimizationRun:
-    return services.budget_change(
+    return changes.budget_change(
         campaign=campaign, new_micros=new, reason="test", actor=staff_user, source=OptimizationRun.Source.STAFF
     )
 
@@ -244,7 +244,7 @@ def test_a_platform_refusal_keeps_the_budget_and_records_why(google_account, sta
     run = request_change(campaign, staff_user, old + 1_000_000)
     sandbox.google.state.faults.auth = 1.0  # the platform refuses the credentials at push time
 
-    run = services.budget_push(run=run)
+    run = changes.change_push(run=run)
 
     assert run.status == OptimizationRun.Status.FAILED
     assert run.error_message.startswith("Google Ads refused the change:")
@@ -260,7 +260,7 @@ def test_a_change_made_on_the_platform_after_the_request_is_not_overwritten(goog
     run = request_change(campaign, staff_user, campaign.daily_budget_micros + 1_000_000)
     sandbox.google.state.set_budget_amount(int(campaign.budget_external_id), 66_000_000)
 
-    run = services.budget_push(run=run)
+    run = changes.change_push(run=run)
 
     assert run.status == OptimizationRun.Status.FAILED
     assert "changed on Google Ads after this change was requested" in run.error_message
@@ -274,14 +274,14 @@ def test_transient_errors_leave_the_run_pending_for_a_retry_then_it_applies(goog
     sandbox.google.state.faults.unavailable = 1.0
 
     with pytest.raises(TransientError):
-        services.budget_push(run=run)
+        changes.change_push(run=run)
     run.refresh_from_db()
     assert run.status == OptimizationRun.Status.PENDING
 
     sandbox.reset_faults()
-    assert services.budget_push(run=run).status == OptimizationRun.Status.APPLIED
+    assert changes.change_push(run=run).status == OptimizationRun.Status.APPLIED
     # A redelivered message finds nothing left to do.
-    assert services.budget_push(run=run).push_attempts == 2
+    assert changes.change_push(run=run).push_attempts == 2
 
 
 def test_a_push_whose_outcome_was_lost_is_recognised_as_applied(google_account, staff_user, sandbox):
@@ -290,10 +290,10 @@ def test_a_push_whose_outcome_was_lost_is_recognised_as_applied(google_account, 
     run = request_change(campaign, staff_user, new)
     sandbox.google.state.set_budget_amount(int(campaign.budget_external_id), new)  # confirmed, then the worker died
 
-    run = services.budget_push(run=run)
+    run = changes.change_push(run=run)
 
     assert run.status == OptimizationRun.Status.APPLIED
-    assert run.platform_response["raw"] == {"already_set": True}
+    assert run.platform_response["already_set"] is True
 
 
 def test_retry_delays_never_exceed_the_configured_cap(settings):
