@@ -14,6 +14,7 @@ request ids only, and ``GoogleAdsConfig.__repr__`` hides its secrets.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -33,6 +34,7 @@ from google.api_core import exceptions as api_exceptions
 from google.api_core import protobuf_helpers
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport.requests import Request as AuthRequest
+from google.oauth2 import service_account
 from google.oauth2.credentials import Credentials
 
 from platforms.base import (
@@ -52,7 +54,7 @@ from platforms.base import (
     minor_unit_micros,
     units_to_micros,
 )
-from platforms.registry import GoogleAdsConfig
+from platforms.registry import GOOGLE_ADS_SCOPE, GoogleAdsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -288,6 +290,25 @@ def _status_name(enum_class: Any, value: Any) -> str:
         return "UNKNOWN"
 
 
+def _credentials(config: GoogleAdsConfig) -> Credentials | service_account.Credentials:
+    """OAuth credentials of one connection, no access token yet (the first call refreshes).
+
+    A service account key signs a JWT-bearer grant (google.oauth2.service_account) against the
+    configured token URI (the sandbox's, offline), not the one written in the key file; otherwise
+    the refresh-token flow of an OAuth client (the consent flow's or the environment's).
+    """
+    if config.service_account_info:
+        info = {**json.loads(config.service_account_info), "token_uri": config.token_uri}
+        return service_account.Credentials.from_service_account_info(info, scopes=[GOOGLE_ADS_SCOPE])
+    return Credentials(
+        token=None,
+        refresh_token=config.refresh_token,
+        client_id=config.client_id,
+        client_secret=config.client_secret,
+        token_uri=config.token_uri,
+    )
+
+
 class GoogleAdsPlatform:
     """AdPlatform for Google Ads. Thread-safe; build one per process (registry does)."""
 
@@ -296,14 +317,7 @@ class GoogleAdsPlatform:
     def __init__(self, config: GoogleAdsConfig) -> None:
         self.config = config
         self.api = _GoogleAdsApi(config.api_version or DEFAULT_API_VERSION)
-        # Real refresh-token flow against config.token_uri; no access token yet.
-        self._credentials = Credentials(
-            token=None,
-            refresh_token=config.refresh_token,
-            client_id=config.client_id,
-            client_secret=config.client_secret,
-            token_uri=config.token_uri,
-        )
+        self._credentials = _credentials(config)
         self._lock = threading.Lock()
         self._clients: dict[str, GoogleAdsClient] = {}
         self._services: dict[tuple[str, str], Any] = {}

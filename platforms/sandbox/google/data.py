@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 MANAGER_CUSTOMER_ID = 1000000001  # the same id as registry.SANDBOX_GOOGLE_MANAGER_ID
+AGENCY_MANAGER_ID = 1000000002  # reached by the sandbox's second login and its service account
 
 # Per customer offsets keep ids of different customers apart, even at 10,000+ campaigns.
 _CAMPAIGN_ID_BASE = 20_000_000_000
@@ -127,6 +128,9 @@ def _demo_customers() -> tuple[SandboxCustomer, ...]:
         SandboxCustomer(MANAGER_CUSTOMER_ID, "IBVI Sandbox Manager", "USD", "America/New_York", manager=True),
         SandboxCustomer(1234567890, "IBVI Demo US", "USD", "America/New_York", manager_id=MANAGER_CUSTOMER_ID),
         SandboxCustomer(2345678901, "IBVI Demo UK", "GBP", "Europe/London", manager_id=MANAGER_CUSTOMER_ID),
+        # The second sandbox login's manager and its client (platforms/sandbox/google/oauth.py).
+        SandboxCustomer(AGENCY_MANAGER_ID, "IBVI Agency Manager", "USD", "America/Chicago", manager=True),
+        SandboxCustomer(3456789012, "IBVI Agency Client AU", "AUD", "Australia/Sydney", manager_id=AGENCY_MANAGER_ID),
     )
 
 
