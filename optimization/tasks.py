@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from datetime import datetime
 
 from celery import shared_task
 from django.conf import settings
@@ -61,9 +62,25 @@ def run_optimizer() -> int:
 
 @shared_task(name="optimization.evaluate_alerts")
 def evaluate_alerts() -> int:
-    """Beat, every minute: open, refresh and resolve alerts; send owed notifications."""
-    changes = alerts.alerts_evaluate()
-    return len(changes.opened) + len(changes.resolved)
+    """Beat, every minute: the fallback evaluation, for while no alert monitor runs.
+
+    The monitor (``manage.py alert_monitor``) evaluates every ~20 s from outside the worker; its
+    heartbeat fresh, this task does nothing. Stale or missing, this task evaluates (and opens
+    "alert monitor not running" when the monitor was seen before), under the same lock.
+    """
+    if not alerts.worker_evaluation_due():
+        return 0
+    with alerts.evaluation_lock() as held:
+        if not held:
+            return 0
+        result = alerts.alerts_evaluate()
+    return len(result.opened) + len(result.resolved)
+
+
+@shared_task(name="optimization.worker_canary", ignore_result=True)
+def worker_canary(sent_at: str) -> None:
+    """Queued by the alert monitor; running it proves a worker takes tasks from the queue."""
+    alerts.worker_canary_ran(sent_at=datetime.fromisoformat(sent_at), worker=worker_canary.request.hostname or "")
 
 
 @shared_task(name="optimization.evaluate_account_alerts")
