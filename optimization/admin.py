@@ -373,3 +373,7 @@ class GuardrailChangeAdmin(AccountScopedAdmin):
     list_select_related = ("account",)
     date_hierarchy = "changed_at"
     readonly_fields = [f.name for f in GuardrailChange._meta.fields]
+
+
+# Alert destinations, notifications not sent, process heartbeats: registered in their own module.
+from optimization import admin_alerts  # noqa: E402, F401
