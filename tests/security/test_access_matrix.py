@@ -26,7 +26,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from campaigns.access import ADMIN, ADVERTISER, VIEWER, account_access_grant
-from campaigns.models import AdAccount, Campaign
+from campaigns.models import AdAccount, AdGroup, Campaign
 from conversions import services as conversion_services
 from conversions.models import Conversion, ConversionAction
 from optimization.models import Alert, OptimizationRun
@@ -43,6 +43,7 @@ class Side:
     google: AdAccount
     meta: AdAccount
     campaign: Campaign
+    ad_group: AdGroup
     google_action: ConversionAction
     meta_action: ConversionAction
     lead: Lead
@@ -55,6 +56,13 @@ def _side(label: str, source: WebhookSource) -> Side:
     google = AdAccountFactory(platform="google", name=f"{label} Google")
     meta = AdAccountFactory(platform="meta", name=f"{label} Meta")
     campaign = CampaignFactory(account=google, name=f"{label} campaign")
+    ad_group = AdGroup.objects.create(
+        campaign=campaign,
+        account=google,
+        platform="google",
+        external_id=f"9{campaign.external_id}",
+        name=f"{label} ad group",
+    )
     google_action = ConversionAction.objects.create(account=google, external_id=f"7{google.pk:05d}", name="Purchase")
     meta_action = ConversionAction.objects.create(account=meta, external_id=f"8{meta.pk:05d}", name="Pixel")
     lead = Lead.objects.create(source=source, campaign=campaign, full_name=f"{label} lead", received_at=timezone.now())
@@ -73,7 +81,7 @@ def _side(label: str, source: WebhookSource) -> Side:
         opened_at=timezone.now(),
         last_seen_at=timezone.now(),
     )
-    return Side(google, meta, campaign, google_action, meta_action, lead, run, outcome.conversions[0], alert)
+    return Side(google, meta, campaign, ad_group, google_action, meta_action, lead, run, outcome.conversions[0], alert)
 
 
 def _google_item(action: ConversionAction) -> dict[str, Any]:
@@ -205,6 +213,31 @@ MATRIX: dict[str, tuple[Request, dict[str, tuple[int, int]]]] = {
         ),
         _write(400),
     ),
+    "campaign-status": (
+        (
+            "post",
+            lambda s: f"/api/v1/campaigns/{s.campaign.pk}/status/",
+            lambda s: {"status": "archived", "reason": "matrix"},
+        ),
+        _write(400),
+    ),
+    "ad-group-list": (("get", lambda s: "/api/v1/ad-groups/", None), _same(JWT_READ)),
+    "ad-group-budget": (
+        (
+            "post",
+            lambda s: f"/api/v1/ad-groups/{s.ad_group.pk}/budget/",
+            lambda s: {"daily_budget_micros": -1, "reason": "matrix"},
+        ),
+        _write(400),
+    ),
+    "ad-group-status": (
+        (
+            "post",
+            lambda s: f"/api/v1/ad-groups/{s.ad_group.pk}/status/",
+            lambda s: {"status": "archived", "reason": "matrix"},
+        ),
+        _write(400),
+    ),
     "optimization-run-list": (("get", lambda s: "/api/v1/optimization/runs/", None), _same(JWT_READ)),
     "optimization-run-apply": (
         ("post", lambda s: f"/api/v1/optimization/runs/{s.run.pk}/apply/", None),
@@ -217,6 +250,7 @@ MATRIX: dict[str, tuple[Request, dict[str, tuple[int, int]]]] = {
 LIST_IDS: dict[str, Callable[[Side], str]] = {
     "campaign-list": lambda s: str(s.campaign.pk),
     "campaign-list-alias": lambda s: str(s.campaign.pk),
+    "ad-group-list": lambda s: s.ad_group.name,
     "account-list": lambda s: s.google.external_id,
     "conversion-list": lambda s: str(s.conversion.pk),
     "conversion-action-list": lambda s: s.google_action.external_id,
