@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from campaigns import access
 from campaigns.admin_scoping import AccountScopedAdmin, EveryAccountAdmin
 from webhooks import selectors, services
+from webhooks.forms import RoutingRuleForm
 from webhooks.models import Destination, Lead, LeadDelivery, LeadStage, RoutingRule, WebhookEvent, WebhookSource
 
 _HIDDEN_VALUE = "(hidden)"
@@ -216,27 +217,6 @@ class LeadAdmin(AccountScopedAdmin):
             return
         count = sum(services.lead_deliveries_retry(lead=lead) for lead in queryset)
         self.message_user(request, f"{count} delivery(ies) queued again.")
-
-
-class RoutingRuleForm(forms.ModelForm):
-    class Meta:
-        model = RoutingRule
-        fields = ("name", "position", "is_active", "conditions", "priority", "destinations")
-        help_texts = {
-            "conditions": (
-                'A list like [{"field": "answers.budget", "op": "gte", "value": 5000}]. Ops: '
-                + ", ".join(services.CONDITION_OPERATORS)
-                + ". Fields: "
-                + ", ".join(services.LEAD_FIELDS)
-                + ", or any custom answer (answers.<column id>). Empty matches every lead (the default rule)."
-            )
-        }
-
-    def clean_conditions(self):
-        try:
-            return services.routing_conditions_validate(self.cleaned_data["conditions"])
-        except ValidationError as exc:
-            raise forms.ValidationError(exc.messages) from None
 
 
 class RulePreviewForm(forms.Form):
