@@ -1,8 +1,12 @@
 """Google Ads behind the AdPlatform interface, on the official ``google-ads`` client, unpatched.
 
 Reads go through GAQL with SearchStream (one request, batches of 10,000 rows, no page
-tokens); budgets change through CampaignBudgetService with a field mask; conversions go up
-through ConversionUploadService with ``partial_failure=True`` and come back per row.
+tokens), campaigns ``FROM campaign`` and ad groups ``FROM ad_group``; budgets change through
+CampaignBudgetService with a field mask (``amount_micros`` of a daily budget,
+``total_amount_micros`` of a campaign's total budget), statuses through CampaignService and
+AdGroupService, each with ``validate_only`` for a check that changes nothing; conversions go up
+through ConversionUploadService with ``partial_failure=True`` and come back per row. Ad groups
+hold no budget on Google: their budget fields are always None.
 
 Everything that depends on the API version is in ``_GoogleAdsApi`` below: the version string
 comes from settings (``GOOGLE_ADS_API_VERSION``) and every import path is derived from it, so
@@ -21,34 +25,39 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from importlib import import_module
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import grpc
 import proto
 from google.ads.googleads.client import GoogleAdsClient
 from google.ads.googleads.errors import GoogleAdsException
 from google.api_core import exceptions as api_exceptions
-from google.api_core import protobuf_helpers
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport.requests import Request as AuthRequest
 from google.oauth2 import service_account
 from google.oauth2.credentials import Credentials
+from google.protobuf import field_mask_pb2
 
 from platforms.base import (
     Account,
     AccountRef,
+    AdGroupInfo,
+    AdGroupMetricRow,
     AuthError,
     BudgetUpdate,
     CampaignInfo,
+    ChangeTarget,
     ClickConversion,
     MetricRow,
     PermanentError,
     PlatformError,
     RateLimitedError,
     RowOutcome,
+    StatusUpdate,
     TransientError,
     UploadResult,
     minor_unit_micros,
@@ -75,6 +84,8 @@ DUPLICATE_CONVERSION_CODES = frozenset(
     }
 )
 _STATUS_NAMES = {"ENABLED": "enabled", "PAUSED": "paused", "REMOVED": "removed"}
+_SETTABLE_STATUSES = {"enabled": "ENABLED", "paused": "PAUSED"}
+_DATE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # campaign start/end_date_time, in the account's zone
 
 CAMPAIGN_FIELDS = (
     "campaign.id",
@@ -85,6 +96,20 @@ CAMPAIGN_FIELDS = (
     "campaign_budget.total_amount_micros",
     "campaign_budget.explicitly_shared",
     "campaign_budget.reference_count",
+    "campaign_budget.period",
+    "campaign.start_date_time",
+    "campaign.end_date_time",
+)
+AD_GROUP_FIELDS = ("ad_group.id", "ad_group.name", "ad_group.status", "campaign.id")
+AD_GROUP_METRIC_FIELDS = (
+    "ad_group.id",
+    "campaign.id",
+    "segments.date",
+    "metrics.impressions",
+    "metrics.clicks",
+    "metrics.cost_micros",
+    "metrics.conversions",
+    "metrics.conversions_value",
 )
 METRIC_FIELDS = (
     "campaign.id",
@@ -126,6 +151,13 @@ class _GoogleAdsApi:
         self.ClickConversion = uploads.ClickConversion
         customers = import_module(f"{base}.services.types.customer_service")
         self.ListAccessibleCustomersRequest = customers.ListAccessibleCustomersRequest
+        campaigns = import_module(f"{base}.services.types.campaign_service")
+        self.MutateCampaignsRequest = campaigns.MutateCampaignsRequest
+        self.CampaignOperation = campaigns.CampaignOperation
+        ad_groups = import_module(f"{base}.services.types.ad_group_service")
+        self.MutateAdGroupsRequest = ad_groups.MutateAdGroupsRequest
+        self.AdGroupOperation = ad_groups.AdGroupOperation
+        self.AdGroupStatus = import_module(f"{base}.enums.types.ad_group_status").AdGroupStatusEnum.AdGroupStatus
         self.UserIdentifier = import_module(f"{base}.common.types.offline_user_data").UserIdentifier
         self.Consent = import_module(f"{base}.common.types.consent").Consent
         self.CampaignStatus = import_module(f"{base}.enums.types.campaign_status").CampaignStatusEnum.CampaignStatus
@@ -140,12 +172,20 @@ class _GoogleAdsApi:
         self._action_client = import_module(
             f"{base}.services.services.conversion_action_service"
         ).ConversionActionServiceClient
+        self._campaign_client = import_module(f"{base}.services.services.campaign_service").CampaignServiceClient
+        self._ad_group_client = import_module(f"{base}.services.services.ad_group_service").AdGroupServiceClient
 
     def campaign_budget_path(self, customer_id: str, budget_id: str) -> str:
         return self._budget_client.campaign_budget_path(customer_id, budget_id)
 
     def conversion_action_path(self, customer_id: str, action_id: str) -> str:
         return self._action_client.conversion_action_path(customer_id, action_id)
+
+    def campaign_path(self, customer_id: str, campaign_id: str) -> str:
+        return self._campaign_client.campaign_path(customer_id, campaign_id)
+
+    def ad_group_path(self, customer_id: str, ad_group_id: str) -> str:
+        return self._ad_group_client.ad_group_path(customer_id, ad_group_id)
 
 
 # --- Error mapping ------------------------------------------------------------------------------
@@ -280,6 +320,18 @@ def to_platform_error(exc: BaseException, api: _GoogleAdsApi) -> PlatformError:
 def _digits(customer_id: str | int) -> str:
     """Customer ids are sent without dashes ("123-456-7890" → "1234567890")."""
     return str(customer_id).replace("-", "").strip()
+
+
+def _account_today(account: AccountRef) -> date:
+    return datetime.now(ZoneInfo(account.time_zone or "UTC")).date()
+
+
+def _account_time(text: str, account: AccountRef) -> datetime | None:
+    """``yyyy-MM-dd HH:mm:ss`` in the account's time zone (as Google writes campaign dates)."""
+    try:
+        return datetime.strptime(text, _DATE_TIME_FORMAT).replace(tzinfo=ZoneInfo(account.time_zone or "UTC"))
+    except ValueError:
+        return None
 
 
 def _status_name(enum_class: Any, value: Any) -> str:
@@ -463,24 +515,47 @@ class GoogleAdsPlatform:
         # GAQL, not SQL; the only value ever interpolated is a campaign id checked to be digits.
         return f"SELECT {', '.join(CAMPAIGN_FIELDS)} FROM campaign" + (f" WHERE {where}" if where else "")  # noqa: S608
 
-    def _campaign_info(self, row: Any) -> CampaignInfo:
+    def _campaign_info(self, row: Any, account: AccountRef) -> CampaignInfo:
         campaign, budget = row.campaign, row.campaign_budget
         status = _STATUS_NAMES.get(_status_name(self.api.CampaignStatus, campaign.status), "removed")
+        total = budget.total_amount_micros or None
+        end_time = _account_time(campaign.end_date_time, account) if campaign.end_date_time else None
+        remaining = None
+        if total is not None and campaign.start_date_time:
+            # Google reports no "remaining": it is the total less what the flight spent so far.
+            start = _account_time(campaign.start_date_time, account)
+            if start is not None:
+                remaining = max(0, total - self._cost_since(account, str(campaign.id), start.date()))
         return CampaignInfo(
             external_id=str(campaign.id),
             name=campaign.name,
             status=status,
             daily_budget_micros=budget.amount_micros or None,
-            budget_micros=budget.total_amount_micros or None,
+            budget_micros=total,
             budget_external_id=str(budget.id) if budget.id else "",
             # An explicitly shared budget, or an implicit one several campaigns ended up on.
             budget_is_shared=bool(budget.explicitly_shared) or budget.reference_count > 1,
+            budget_remaining_micros=remaining,
+            end_time=end_time,
         )
+
+    def _cost_since(self, account: AccountRef, campaign_id: str, start: date) -> int:
+        today = _account_today(account)
+        if start > today:
+            return 0
+        # GAQL, not SQL: a digits-only id and two ISO dates.
+        query = (
+            "SELECT campaign.id, metrics.cost_micros FROM campaign "  # noqa: S608
+            f"WHERE campaign.id = {campaign_id} AND segments.date BETWEEN '{start.isoformat()}' "
+            f"AND '{today.isoformat()}'"
+        )
+        rows = self._stream(_digits(account.external_id), self._login_for(account), query)
+        return sum(int(row.metrics.cost_micros) for row in rows)
 
     def list_campaigns(self, account: AccountRef) -> Iterator[CampaignInfo]:
         customer_id = _digits(account.external_id)
         for row in self._stream(customer_id, self._login_for(account), self._campaign_query()):
-            yield self._campaign_info(row)
+            yield self._campaign_info(row, account)
 
     def get_campaign(self, account: AccountRef, campaign_external_id: str) -> CampaignInfo:
         campaign_id = _digits(campaign_external_id)
@@ -488,10 +563,61 @@ class GoogleAdsPlatform:
             raise PermanentError(f"Bad campaign id {campaign_external_id!r}", platform=PLATFORM, code="BAD_ID")
         query = self._campaign_query(f"campaign.id = {campaign_id}")
         for row in self._stream(_digits(account.external_id), self._login_for(account), query):
-            return self._campaign_info(row)
+            return self._campaign_info(row, account)
         raise PermanentError(
             f"Campaign {campaign_id} not found in account {account.external_id}", platform=PLATFORM, code="NOT_FOUND"
         )
+
+    # --- Ad groups -----------------------------------------------------------------------------
+
+    def _ad_group_info(self, row: Any) -> AdGroupInfo:
+        ad_group = row.ad_group
+        return AdGroupInfo(
+            external_id=str(ad_group.id),
+            campaign_external_id=str(row.campaign.id),
+            name=ad_group.name,
+            status=_STATUS_NAMES.get(_status_name(self.api.AdGroupStatus, ad_group.status), "removed"),
+        )
+
+    def list_ad_groups(self, account: AccountRef) -> Iterator[AdGroupInfo]:
+        """Every ad group, removed ones included (GAQL lists them unless filtered)."""
+        query = f"SELECT {', '.join(AD_GROUP_FIELDS)} FROM ad_group"  # noqa: S608
+        for row in self._stream(_digits(account.external_id), self._login_for(account), query):
+            yield self._ad_group_info(row)
+
+    def get_ad_group(self, account: AccountRef, ad_group_external_id: str) -> AdGroupInfo:
+        ad_group_id = _digits(ad_group_external_id)
+        if not ad_group_id.isdigit():
+            raise PermanentError(f"Bad ad group id {ad_group_external_id!r}", platform=PLATFORM, code="BAD_ID")
+        query = f"SELECT {', '.join(AD_GROUP_FIELDS)} FROM ad_group WHERE ad_group.id = {ad_group_id}"  # noqa: S608
+        for row in self._stream(_digits(account.external_id), self._login_for(account), query):
+            return self._ad_group_info(row)
+        raise PermanentError(
+            f"Ad group {ad_group_id} not found in account {account.external_id}", platform=PLATFORM, code="NOT_FOUND"
+        )
+
+    def iter_ad_group_daily_metrics(
+        self, account: AccountRef, date_from: date, date_to: date
+    ) -> Iterator[AdGroupMetricRow]:
+        """Daily ad group metrics, streamed (GAQL FROM ad_group); they add up to the campaign's."""
+        if date_from > date_to:
+            raise ValueError(f"date_from {date_from} is after date_to {date_to}")
+        query = (
+            f"SELECT {', '.join(AD_GROUP_METRIC_FIELDS)} FROM ad_group "  # noqa: S608
+            f"WHERE segments.date BETWEEN '{date_from.isoformat()}' AND '{date_to.isoformat()}'"
+        )
+        for row in self._stream(_digits(account.external_id), self._login_for(account), query):
+            metrics = row.metrics
+            yield AdGroupMetricRow(
+                ad_group_external_id=str(row.ad_group.id),
+                campaign_external_id=str(row.campaign.id),
+                date=date.fromisoformat(row.segments.date),
+                impressions=metrics.impressions,
+                clicks=metrics.clicks,
+                cost_micros=metrics.cost_micros,
+                conversions=Decimal(repr(metrics.conversions)),
+                conversion_value_micros=units_to_micros(metrics.conversions_value),
+            )
 
     def iter_daily_metrics(self, account: AccountRef, date_from: date, date_to: date) -> Iterator[MetricRow]:
         if date_from > date_to:
@@ -532,28 +658,114 @@ class GoogleAdsPlatform:
                 platform=PLATFORM,
                 code="BUDGET_UNKNOWN",
             )
+        target = ChangeTarget("campaign", campaign.external_id, campaign.external_id, campaign.budget_external_id)
+        update = self.update_budget(account, target, daily_budget_micros=new_daily_budget_micros)
+        return replace(update, raw={**update.raw, "budget_is_shared": campaign.budget_is_shared})
+
+    def update_budget(
+        self,
+        account: AccountRef,
+        target: ChangeTarget,
+        *,
+        daily_budget_micros: int | None = None,
+        lifetime_budget_micros: int | None = None,
+        validate_only: bool = False,
+    ) -> BudgetUpdate:
+        """A campaign's daily budget (``amount_micros``) or total budget (``total_amount_micros``).
+
+        Google checks the amount itself (minimum unit, per-day minimum, not below what a flight
+        spent); its refusal comes back as PermanentError with Google's code and message. The
+        budget may be shared: the change then applies to every campaign on it.
+        """
+        if (daily_budget_micros is None) == (lifetime_budget_micros is None):
+            raise ValueError("Give exactly one of daily_budget_micros and lifetime_budget_micros")
+        if target.level != "campaign":
+            raise PermanentError(
+                f"Ad group {target.external_id} has no budget on Google Ads: change its campaign's budget",
+                platform=PLATFORM,
+                code="AD_GROUP_HAS_NO_BUDGET",
+            )
         customer_id = _digits(account.external_id)
+        budget_id = target.budget_external_id or self.get_campaign(account, target.external_id).budget_external_id
+        if not budget_id:
+            raise PermanentError(
+                f"Campaign {target.external_id} has no budget", platform=PLATFORM, code="BUDGET_UNKNOWN"
+            )
+        field_name = "amount_micros" if daily_budget_micros is not None else "total_amount_micros"
+        amount = daily_budget_micros if daily_budget_micros is not None else lifetime_budget_micros
         operation = self.api.CampaignBudgetOperation()
-        operation.update.resource_name = self.api.campaign_budget_path(customer_id, campaign.budget_external_id)
-        operation.update.amount_micros = new_daily_budget_micros
-        operation.update_mask = protobuf_helpers.field_mask(None, type(operation.update).pb(operation.update))
-        request = self.api.MutateCampaignBudgetsRequest(customer_id=customer_id, operations=[operation])
-        with self._errors("update_daily_budget"):
+        operation.update.resource_name = self.api.campaign_budget_path(customer_id, budget_id)
+        setattr(operation.update, field_name, amount)
+        # An explicit mask: a zero amount must still be sent (and refused by Google), not dropped.
+        operation.update_mask = field_mask_pb2.FieldMask(paths=[field_name])
+        request = self.api.MutateCampaignBudgetsRequest(
+            customer_id=customer_id, operations=[operation], validate_only=validate_only
+        )
+        with self._errors("update_budget"):
             self._ensure_token()
             service = self._service("CampaignBudgetService", self._login_for(account))
             response = service.mutate_campaign_budgets(request=request, timeout=UNARY_TIMEOUT_SECONDS)
         resource_name = response.results[0].resource_name if len(response.results) else ""
         logger.info(
-            "Google Ads budget %s of campaign %s set to %s micros",
-            campaign.budget_external_id,
-            campaign.external_id,
-            new_daily_budget_micros,
+            "Google Ads budget %s of campaign %s: %s %s micros%s",
+            budget_id,
+            target.external_id,
+            field_name,
+            amount,
+            " (validate only)" if validate_only else "",
         )
         return BudgetUpdate(
-            campaign_external_id=campaign.external_id,
-            daily_budget_micros=new_daily_budget_micros,
-            resource=resource_name,
-            raw={"budget_is_shared": campaign.budget_is_shared},
+            campaign_external_id=target.campaign_external_id or target.external_id,
+            daily_budget_micros=daily_budget_micros,
+            lifetime_budget_micros=lifetime_budget_micros,
+            resource=resource_name or operation.update.resource_name,
+            validated_only=validate_only,
+            target=target,
+            raw={"budget_id": budget_id, "field": field_name},
+        )
+
+    def update_status(
+        self, account: AccountRef, target: ChangeTarget, status: str, *, validate_only: bool = False
+    ) -> StatusUpdate:
+        """Pause or enable a campaign (CampaignService) or an ad group (AdGroupService)."""
+        if status not in _SETTABLE_STATUSES:
+            raise ValueError(f"status must be one of {sorted(_SETTABLE_STATUSES)}, not {status!r}")
+        customer_id = _digits(account.external_id)
+        object_id = _digits(target.external_id)
+        if not object_id.isdigit():
+            raise PermanentError(f"Bad id {target.external_id!r}", platform=PLATFORM, code="BAD_ID")
+        name = _SETTABLE_STATUSES[status]
+        if target.level == "campaign":
+            operation = self.api.CampaignOperation()
+            operation.update.resource_name = self.api.campaign_path(customer_id, object_id)
+            operation.update.status = self.api.CampaignStatus[name]
+            request_class, service_name, method = self.api.MutateCampaignsRequest, "CampaignService", "mutate_campaigns"
+        elif target.level == "ad_group":
+            operation = self.api.AdGroupOperation()
+            operation.update.resource_name = self.api.ad_group_path(customer_id, object_id)
+            operation.update.status = self.api.AdGroupStatus[name]
+            request_class, service_name, method = self.api.MutateAdGroupsRequest, "AdGroupService", "mutate_ad_groups"
+        else:
+            raise ValueError(f"level must be 'campaign' or 'ad_group', not {target.level!r}")
+        operation.update_mask = field_mask_pb2.FieldMask(paths=["status"])
+        request = request_class(customer_id=customer_id, operations=[operation], validate_only=validate_only)
+        with self._errors("update_status"):
+            self._ensure_token()
+            service = self._service(service_name, self._login_for(account))
+            response = getattr(service, method)(request=request, timeout=UNARY_TIMEOUT_SECONDS)
+        resource_name = response.results[0].resource_name if len(response.results) else ""
+        logger.info(
+            "Google Ads %s %s set to %s%s",
+            target.level,
+            object_id,
+            name,
+            " (validate only)" if validate_only else "",
+        )
+        return StatusUpdate(
+            target=target,
+            status=status,
+            validated_only=validate_only,
+            resource=resource_name or operation.update.resource_name,
         )
 
     def _click_conversion(self, customer_id: str, row: ClickConversion) -> Any:

@@ -7,13 +7,19 @@ set (plus each touched resource's resource_name, as the real API does).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import islice
 from typing import Any
 
-from platforms.sandbox.google.data import DailyMetrics, SandboxBudget, SandboxCampaign, SandboxCustomer, daily_metrics
+from platforms.sandbox.google.data import (
+    DailyMetrics,
+    SandboxAdGroup,
+    SandboxBudget,
+    SandboxCampaign,
+    SandboxCustomer,
+)
 from platforms.sandbox.google.gaql import Condition, GaqlError, Literal, Query
 from platforms.sandbox.google.state import GoogleSandboxState
 
@@ -21,7 +27,18 @@ from platforms.sandbox.google.state import GoogleSandboxState
 class RowContext:
     """One result row before it is written: the entities it is about and, maybe, a day."""
 
-    __slots__ = ("_metrics", "budget", "campaign", "client", "customer", "date_range", "day", "level", "state")
+    __slots__ = (
+        "_metrics",
+        "ad_group",
+        "budget",
+        "campaign",
+        "client",
+        "customer",
+        "date_range",
+        "day",
+        "level",
+        "state",
+    )
 
     def __init__(
         self,
@@ -29,21 +46,24 @@ class RowContext:
         customer: SandboxCustomer,
         *,
         campaign: SandboxCampaign | None = None,
+        ad_group: SandboxAdGroup | None = None,
         budget: SandboxBudget | None = None,
         client: SandboxCustomer | None = None,
         level: int = 0,
         day: date | None = None,
         date_range: tuple[date, date] | None = None,
+        metrics: DailyMetrics | None = None,
     ) -> None:
         self.state = state
         self.customer = customer
-        self.campaign = campaign
-        self.budget = budget if budget is not None else (campaign.budget if campaign else None)
+        self.ad_group = ad_group
+        self.campaign = campaign if campaign is not None else (ad_group.campaign if ad_group else None)
+        self.budget = budget if budget is not None else (self.campaign.budget if self.campaign else None)
         self.client = client
         self.level = level
         self.day = day
         self.date_range = date_range
-        self._metrics: DailyMetrics | None = None
+        self._metrics = metrics
 
     @property
     def metrics(self) -> DailyMetrics:
@@ -51,25 +71,32 @@ class RowContext:
             self._metrics = self._compute_metrics()
         return self._metrics
 
+    def _day_metrics(self, day: date) -> DailyMetrics:
+        data = self.state.data
+        if self.ad_group is not None:
+            return data.ad_group_metrics(self.ad_group.campaign, day)[self.ad_group.position]
+        return data.campaign_metrics(self.campaign, day)  # type: ignore[arg-type]
+
     def _compute_metrics(self) -> DailyMetrics:
         if self.campaign is None:
             return DailyMetrics(0, 0, 0, 0.0, 0.0)
         if self.day is not None:
-            return daily_metrics(self.campaign.id, self.day)
+            return self._day_metrics(self.day)
         # No date segment: the metrics of the whole range, summed, as the API aggregates them.
         assert self.date_range is not None
         first, last = self.date_range
-        totals = [0, 0, 0, 0.0, 0.0]
-        day = first
-        while day <= last:
-            m = daily_metrics(self.campaign.id, day)
-            totals[0] += m.impressions
-            totals[1] += m.clicks
-            totals[2] += m.cost_micros
-            totals[3] += m.conversions
-            totals[4] += m.conversions_value
-            day += timedelta(days=1)
-        return DailyMetrics(totals[0], totals[1], totals[2], round(totals[3], 2), round(totals[4], 2))
+        return _sum_metrics(self._day_metrics(first + timedelta(days=n)) for n in range((last - first).days + 1))
+
+
+def _sum_metrics(rows: Iterable[DailyMetrics]) -> DailyMetrics:
+    totals = [0, 0, 0, 0.0, 0.0]
+    for m in rows:
+        totals[0] += m.impressions
+        totals[1] += m.clicks
+        totals[2] += m.cost_micros
+        totals[3] += m.conversions
+        totals[4] += m.conversions_value
+    return DailyMetrics(totals[0], totals[1], totals[2], round(totals[3], 2), round(totals[4], 2))
 
 
 Getter = Callable[[RowContext], Any]
@@ -83,8 +110,20 @@ def _budget_resource(c: RowContext) -> str:
     return f"customers/{c.customer.id}/campaignBudgets/{c.budget.id}"  # type: ignore[union-attr]
 
 
+def _ad_group_resource(c: RowContext) -> str:
+    return f"customers/{c.customer.id}/adGroups/{c.ad_group.id}"  # type: ignore[union-attr]
+
+
 def _client_of(c: RowContext) -> SandboxCustomer:
     return c.client if c.client is not None else c.customer
+
+
+def _flight_bound(c: RowContext, end: bool) -> str | None:
+    """A total-budget campaign's current flight in the account's time zone, as Google spells it."""
+    flight = c.campaign.flight(c.customer.today())  # type: ignore[union-attr]
+    if flight is None:
+        return None
+    return f"{flight[1].isoformat()} 23:59:59" if end else f"{flight[0].isoformat()} 00:00:00"
 
 
 # Natural values: ints, strings, bools, enum *names*; converted to wire values when set.
@@ -92,18 +131,25 @@ _GETTERS: dict[str, Getter] = {
     "campaign.resource_name": _campaign_resource,
     "campaign.id": lambda c: c.campaign.id,
     "campaign.name": lambda c: c.campaign.name,
-    "campaign.status": lambda c: c.campaign.status,
+    "campaign.status": lambda c: c.state.campaign_status(c.campaign),
+    "campaign.start_date_time": lambda c: _flight_bound(c, end=False),
+    "campaign.end_date_time": lambda c: _flight_bound(c, end=True),
     "campaign.campaign_budget": _budget_resource,
     "campaign_budget.resource_name": _budget_resource,
     "campaign_budget.id": lambda c: c.budget.id,
     "campaign_budget.name": lambda c: c.budget.name,
     "campaign_budget.amount_micros": lambda c: c.state.budget_amount(c.budget),
-    "campaign_budget.total_amount_micros": lambda c: None,  # daily budgets only: never set
+    "campaign_budget.total_amount_micros": lambda c: c.state.budget_total(c.budget),  # custom period only
     "campaign_budget.explicitly_shared": lambda c: c.budget.explicitly_shared,
     "campaign_budget.reference_count": lambda c: c.budget.reference_count,
-    "campaign_budget.period": lambda c: "DAILY",
+    "campaign_budget.period": lambda c: c.budget.period,
     "campaign_budget.status": lambda c: "ENABLED",
     "campaign_budget.delivery_method": lambda c: "STANDARD",
+    "ad_group.resource_name": _ad_group_resource,
+    "ad_group.id": lambda c: c.ad_group.id,
+    "ad_group.name": lambda c: c.ad_group.name,
+    "ad_group.status": lambda c: c.state.ad_group_status(c.ad_group),
+    "ad_group.campaign": _campaign_resource,
     "customer.resource_name": lambda c: f"customers/{c.customer.id}",
     "customer.id": lambda c: c.customer.id,
     "customer.descriptive_name": lambda c: c.customer.descriptive_name,
@@ -130,12 +176,18 @@ _GETTERS: dict[str, Getter] = {
 
 # Which field prefixes each FROM resource may select (the real API allows more).
 _SELECTABLE = {
+    "ad_group": {"ad_group", "campaign", "campaign_budget", "customer", "metrics", "segments"},
     "campaign": {"campaign", "campaign_budget", "customer", "metrics", "segments"},
     "campaign_budget": {"campaign_budget", "customer"},
     "customer": {"customer"},
     "customer_client": {"customer_client", "customer"},
 }
-_RESOURCES_WITH_NAMES = ("campaign", "campaign_budget", "customer", "customer_client")
+_RESOURCES_WITH_NAMES = ("ad_group", "campaign", "campaign_budget", "customer", "customer_client")
+# Streams come out in these orders without sorting: by ids (ascending) then day, or day first.
+_ID_ORDERS = {
+    "campaign": (("campaign.id",),),
+    "ad_group": (("campaign.id", "ad_group.id"), ("ad_group.id",)),
+}
 
 
 @dataclass(frozen=True)
@@ -170,6 +222,40 @@ class CompiledQuery:
                 self.setters.append(self._setter(full, row_descriptor, query.resource))
         self.date_range = self._date_range()
         self.filters = [self._filter(c) for c in query.conditions if c.field != "segments.date"]
+        self.sort_keys = [(self._sort_getter(name), descending) for name, descending in query.order_by]
+        self.stream_plan = self._stream_plan()
+
+    def _sort_getter(self, name: str) -> Getter:
+        getter = _GETTERS.get(name)
+        prefix = name.split(".", 1)[0]
+        if getter is None or prefix not in _SELECTABLE[self.query.resource]:
+            raise GaqlError("UNRECOGNIZED_FIELD", f"The sandbox cannot order FROM {self.query.resource} by {name!r}.")
+        if name == "segments.date" and not self.selects_date:
+            raise GaqlError("INVALID_ORDER_BY_FIELD", "ORDER BY segments.date needs segments.date in SELECT.")
+        return getter
+
+    def _stream_plan(self) -> tuple[bool, bool] | None:
+        """(day-major, newest day first) when rows come out in the ORDER BY order as generated;
+        None when they must be sorted. Generated order: ids ascending, each id's days in order."""
+        order = list(self.query.order_by)
+        if not order:
+            return False, False
+        id_orders = _ID_ORDERS.get(self.query.resource)
+        if id_orders is None:
+            return None
+        names = [name for name, _ in order]
+        day_major = False
+        reverse_days = False
+        if names[0] == "segments.date":
+            day_major, reverse_days = True, order[0][1]
+            order, names = order[1:], names[1:]
+        if any(descending for _, descending in order):
+            return None
+        for id_order in id_orders:
+            natural = list(id_order) if day_major else [*id_order, "segments.date"]
+            if names == natural[: len(names)]:
+                return day_major, reverse_days
+        return None
 
     @staticmethod
     def _setter(name: str, row_descriptor: Any, resource: str) -> _Setter:
@@ -283,17 +369,17 @@ class CompiledQuery:
 
     # --- Rows ----------------------------------------------------------------------------------
 
-    def _wanted_campaign_ids(self) -> list[int] | None:
-        """campaign.id = X / IN (...) is answered by direct lookup instead of a scan."""
+    def _wanted_ids(self, field_name: str) -> list[int] | None:
+        """``field = X`` / ``IN (...)`` on an id is answered by direct lookup instead of a scan."""
         for condition in self.query.conditions:
-            if condition.field == "campaign.id" and condition.operator in ("=", "IN"):
-                ids = []
+            if condition.field == field_name and condition.operator in ("=", "IN"):
+                ids = set()
                 for literal in condition.values:
                     try:
-                        ids.append(int(literal.value))
+                        ids.add(int(literal.value))
                     except (TypeError, ValueError):
-                        raise GaqlError("BAD_NUMBER", f"Bad campaign id {literal.value!r}.") from None
-                return ids
+                        raise GaqlError("BAD_NUMBER", f"Bad id {literal.value!r} for {field_name}.") from None
+                return sorted(ids)  # ascending, as a scan would give them
         return None
 
     def _days(self) -> list[date]:
@@ -306,13 +392,20 @@ class CompiledQuery:
         rows = self._all_contexts()
         if self.filters:
             rows = (ctx for ctx in rows if all(f(ctx) for f in self.filters))
+        if self.stream_plan is None:
+            # An order the generator does not produce: sort what matched (small results; a
+            # full-scale stream is read in its natural order, which needs no sorting).
+            materialized = list(rows)
+            for getter, descending in reversed(self.sort_keys):
+                materialized.sort(key=lambda ctx, g=getter: _sort_value(g(ctx)), reverse=descending)
+            rows = iter(materialized)
         if self.query.limit is not None:
             rows = islice(rows, self.query.limit)
         return rows
 
     def _campaigns(self) -> Iterator[SandboxCampaign]:
         data = self.state.data
-        wanted = self._wanted_campaign_ids()
+        wanted = self._wanted_ids("campaign.id")
         if wanted is None:
             yield from data.campaigns(self.customer.id)
             return
@@ -321,8 +414,23 @@ class CompiledQuery:
             if campaign is not None:
                 yield campaign
 
+    def _ad_groups_by_campaign(self) -> Iterator[tuple[SandboxCampaign, list[SandboxAdGroup]]]:
+        data = self.state.data
+        wanted = self._wanted_ids("ad_group.id")
+        if wanted is None:
+            for campaign in self._campaigns():
+                yield campaign, data.ad_groups_of(campaign)
+            return
+        found = [g for g in (data.ad_group(self.customer.id, i) for i in wanted) if g is not None]
+        by_campaign: dict[int, list[SandboxAdGroup]] = {}
+        for ad_group in found:
+            by_campaign.setdefault(ad_group.campaign.id, []).append(ad_group)
+        for ad_groups in by_campaign.values():
+            yield ad_groups[0].campaign, ad_groups
+
     def _all_contexts(self) -> Iterator[RowContext]:
         state, customer, resource = self.state, self.customer, self.query.resource
+        day_major, reverse_days = self.stream_plan or (False, False)
         if resource == "customer":
             yield RowContext(state, customer)
         elif resource == "customer_client":
@@ -332,12 +440,13 @@ class CompiledQuery:
         elif resource == "campaign_budget":
             for budget in state.data.budgets(customer.id):
                 yield RowContext(state, customer, budget=budget)
+        elif resource == "ad_group":
+            yield from self._ad_group_contexts(day_major, reverse_days)
         elif self.selects_date:
             days = self._days()
-            if self.query.order_by and self.query.order_by[0][0] == "segments.date":
-                # Day-major order, so ORDER BY segments.date holds without sorting anything.
-                if self.query.order_by[0][1]:
-                    days.reverse()
+            if reverse_days:
+                days.reverse()
+            if day_major:
                 for day in days:
                     for campaign in self._campaigns():
                         yield RowContext(state, customer, campaign=campaign, day=day)
@@ -349,6 +458,38 @@ class CompiledQuery:
             for campaign in self._campaigns():
                 yield RowContext(state, customer, campaign=campaign, date_range=self.date_range)
 
+    def _ad_group_contexts(self, day_major: bool, reverse_days: bool) -> Iterator[RowContext]:
+        """Ad group rows; a campaign-day is computed once and split over its ad groups."""
+        state, customer, data = self.state, self.customer, self.state.data
+        if not self.selects_date:
+            for campaign, ad_groups in self._ad_groups_by_campaign():
+                if not self.selects_metrics:
+                    for ad_group in ad_groups:
+                        yield RowContext(state, customer, ad_group=ad_group)
+                    continue
+                per_day = [data.ad_group_metrics(campaign, day) for day in self._days()]
+                for ad_group in ad_groups:
+                    total = _sum_metrics(parts[ad_group.position] for parts in per_day)
+                    yield RowContext(state, customer, ad_group=ad_group, date_range=self.date_range, metrics=total)
+            return
+        days = self._days()
+        if reverse_days:
+            days.reverse()
+        if day_major:
+            groups = list(self._ad_groups_by_campaign()) if self._wanted_ids("ad_group.id") is not None else None
+            for day in days:
+                for campaign, ad_groups in groups if groups is not None else self._ad_groups_by_campaign():
+                    parts = data.ad_group_metrics(campaign, day)
+                    for ad_group in ad_groups:
+                        yield RowContext(state, customer, ad_group=ad_group, day=day, metrics=parts[ad_group.position])
+            return
+        for campaign, ad_groups in self._ad_groups_by_campaign():
+            # One campaign's days at a time: memory is days x ad groups, whatever the account size.
+            per_day = [data.ad_group_metrics(campaign, day) for day in days]
+            for ad_group in ad_groups:
+                for day, parts in zip(days, per_day, strict=True):
+                    yield RowContext(state, customer, ad_group=ad_group, day=day, metrics=parts[ad_group.position])
+
     def fill(self, row: Any, ctx: RowContext) -> None:
         """Write the selected fields of ``ctx`` into a raw GoogleAdsRow protobuf."""
         for setter in self.setters:
@@ -358,6 +499,11 @@ class CompiledQuery:
             if setter.enum_numbers is not None:
                 value = setter.enum_numbers[value]
             setattr(getattr(row, setter.resource), setter.field, value)
+
+
+def _sort_value(value: Any) -> tuple[bool, Any]:
+    # Unset values sort first, as no value at all.
+    return (value is not None, value if value is not None else 0)
 
 
 def _parse_date(literal: Literal) -> date:

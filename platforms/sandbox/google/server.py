@@ -11,6 +11,14 @@ Failures look like Google's: the ``GoogleAdsFailure`` in the
 trailer, and the matching status code, so the client's interceptor raises what it raises in
 production (GoogleAdsException, or api_core ResourceExhausted for quota).
 
+Writes: CampaignBudgetService (``amount_micros`` of daily budgets, ``total_amount_micros`` of
+custom-period ones), CampaignService and AdGroupService (``status``) are applied for real, each
+operation checked as Google checks it; ``validate_only`` runs every check and changes nothing;
+``partial_failure`` applies the operations that pass. Budgets below the per-day minimum
+(``platforms.sandbox.rules``) are refused with BUDGET_BELOW_PER_DAY_MINIMUM and its
+``budget_per_day_minimum_error_details``; a total budget below what the flight already spent with
+RangeError.TOO_LOW.
+
 Conversion uploads: a gclid that starts with ``UNKNOWN`` is a click Google never saw
 (CLICK_NOT_FOUND); one with characters outside ``[A-Za-z0-9_-]`` is UNPARSEABLE_GCLID. Every
 other gclid is a known click. A conversion without a click id but with hashed user identifiers
@@ -30,7 +38,7 @@ import zlib
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import import_module
 from pathlib import Path
 from types import ModuleType
@@ -50,11 +58,12 @@ from platforms.registry import (
 )
 from platforms.sandbox.faults import Faults
 from platforms.sandbox.google.certs import ensure_tls_files
-from platforms.sandbox.google.data import GoogleSandboxData, SandboxCustomer
+from platforms.sandbox.google.data import GoogleSandboxData, SandboxCustomer, daily_metrics
 from platforms.sandbox.google.engine import CompiledQuery
 from platforms.sandbox.google.gaql import GaqlError, parse
 from platforms.sandbox.google.oauth import OAuthServer, login_reaches
 from platforms.sandbox.google.state import CallRecord, GoogleSandboxState, StoredConversion, conversion_key
+from platforms.sandbox.rules import google_min_daily_budget_micros
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +71,12 @@ MAX_CONVERSIONS_PER_REQUEST = 2_000
 _GCLID = re.compile(r"^[A-Za-z0-9_-]{1,512}$")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _BUDGET_RESOURCE = re.compile(r"^customers/(\d+)/campaignBudgets/(\d+)$")
+_CAMPAIGN_RESOURCE = re.compile(r"^customers/(\d+)/campaigns/(\d+)$")
+_AD_GROUP_RESOURCE = re.compile(r"^customers/(\d+)/adGroups/(\d+)$")
+# Statuses an update may set; REMOVED is a remove operation, not an update.
+_SETTABLE_STATUSES = ("ENABLED", "PAUSED")
+# Google refuses amounts above this (MONEY_AMOUNT_TOO_LARGE); a trillion units is far past any real one.
+_MAX_BUDGET_MICROS = 10**18
 _CONVERSION_ACTION_RESOURCE = re.compile(r"^customers/(\d+)/conversionActions/(\d+)$")
 UNKNOWN_GCLID_PREFIX = "UNKNOWN"
 # Stands in for the click in the duplicate key of a conversion uploaded without one.
@@ -87,6 +102,8 @@ class _VersionTypes:
         self.google_ads = import_module(f"{base}.services.types.google_ads_service")
         self.customer = import_module(f"{base}.services.types.customer_service")
         self.campaign_budget = import_module(f"{base}.services.types.campaign_budget_service")
+        self.campaign_service = import_module(f"{base}.services.types.campaign_service")
+        self.ad_group_service = import_module(f"{base}.services.types.ad_group_service")
         self.conversion_upload = import_module(f"{base}.services.types.conversion_upload_service")
         self.errors: ModuleType = import_module(f"{base}.errors.types.errors")
         self.failure_trailer_key = f"{base}.errors.googleadsfailure-bin"
@@ -126,6 +143,12 @@ _METHODS: dict[str, dict[str, tuple[bool, str, str, str]]] = {
             "MutateCampaignBudgetsResponse",
         ),
     },
+    "CampaignService": {
+        "MutateCampaigns": (False, "campaign_service", "MutateCampaignsRequest", "MutateCampaignsResponse"),
+    },
+    "AdGroupService": {
+        "MutateAdGroups": (False, "ad_group_service", "MutateAdGroupsRequest", "MutateAdGroupsResponse"),
+    },
     "ConversionUploadService": {
         "UploadClickConversions": (
             False,
@@ -149,6 +172,8 @@ class ErrorSpec:
     message: str
     field_path: tuple[tuple[str, int | None], ...] = ()
     retry_delay_seconds: int | None = None
+    # BudgetPerDayMinimumErrorDetails fields, for BUDGET_BELOW_PER_DAY_MINIMUM.
+    budget_minimum: dict[str, Any] | None = None
 
 
 @dataclass
@@ -180,6 +205,10 @@ def _failure_pb(types: _VersionTypes, errors: list[ErrorSpec], request_id: str) 
             details.rate_scope = types.errors.QuotaErrorDetails.QuotaRateScope.ACCOUNT
             details.rate_name = "Requests per account"
             details.retry_delay.seconds = spec.retry_delay_seconds
+        if spec.budget_minimum is not None:
+            minimum = error.details.budget_per_day_minimum_error_details
+            for name, value in spec.budget_minimum.items():
+                setattr(minimum, name, value)
     return failure
 
 
@@ -504,7 +533,32 @@ class GoogleAdsEmulator:
 
     def _mutate_campaign_budgets(self, call: _Call, request: Any) -> Any:
         customer = self._customer(call)
-        response_class = call.types.campaign_budget.MutateCampaignBudgetsResponse
+
+        def apply(change: tuple[str, int, int]) -> None:
+            field_name, budget_id, amount = change
+            if field_name == "amount_micros":
+                self.state.set_budget_amount(budget_id, amount)
+            else:
+                self.state.set_budget_total(budget_id, amount)
+
+        return self._mutate(
+            call,
+            request,
+            call.types.campaign_budget.MutateCampaignBudgetsResponse,
+            lambda index, operation: self._budget_change(customer, index, operation),
+            apply,
+        )
+
+    def _mutate(
+        self,
+        call: _Call,
+        request: Any,
+        response_class: Any,
+        check: Any,
+        apply: Any,
+    ) -> Any:
+        """The shape every Mutate* shares: check each operation, then apply all or none (or,
+        with partial_failure, those that passed); validate_only checks and applies nothing."""
         operations = list(type(request).pb(request).operations)
         if not operations:
             raise ApiFailure(
@@ -512,22 +566,25 @@ class GoogleAdsEmulator:
                 [ErrorSpec("request_error", "OPERATION_REQUIRED", "At least one operation is required.")],
             )
         errors: list[ErrorSpec] = []
-        changes: dict[int, tuple[int, str]] = {}
-        for index, operation in enumerate(operations):
-            error, change = self._budget_change(customer, index, operation)
-            if error is not None:
-                errors.append(error)
-            elif change is not None:
-                changes[index] = change
-        if errors and not request.partial_failure:
-            raise ApiFailure(grpc.StatusCode.INVALID_ARGUMENT, errors)
-        response = response_class.pb()()
+        changes: dict[int, tuple[str, tuple[Any, ...]]] = {}
+        # One lock across checks and writes: a check never sees a half-applied request.
         with self.state.lock:
+            for index, operation in enumerate(operations):
+                error, change = check(index, operation)
+                if error is not None:
+                    errors.append(error)
+                elif change is not None:
+                    changes[index] = change
+            if errors and not request.partial_failure:
+                raise ApiFailure(grpc.StatusCode.INVALID_ARGUMENT, errors)
+            response = response_class.pb()()
+            if request.validate_only:
+                return response_class.wrap(response)  # checked; nothing changes, no results
             for index in range(len(operations)):
                 result = response.results.add()
-                if index in changes and not request.validate_only:
-                    amount, resource_name = changes[index]
-                    self.state.set_budget_amount(int(resource_name.rsplit("/", 1)[1]), amount)
+                if index in changes:
+                    resource_name, change = changes[index]
+                    apply(change)
                     result.resource_name = resource_name
         if errors:
             response.partial_failure_error.CopyFrom(_partial_failure_status(call.types, errors, call.request_id))
@@ -535,10 +592,10 @@ class GoogleAdsEmulator:
 
     def _budget_change(
         self, customer: SandboxCustomer, index: int, operation: Any
-    ) -> tuple[ErrorSpec | None, tuple[int, str] | None]:
-        def error(kind: str, code: str, message: str, *path: str) -> tuple[ErrorSpec, None]:
+    ) -> tuple[ErrorSpec | None, tuple[str, tuple[str, int, int]] | None]:
+        def error(kind: str, code: str, message: str, *path: str, **extra: Any) -> tuple[ErrorSpec, None]:
             field_path = (("operations", index), *((p, None) for p in path))
-            return ErrorSpec(kind, code, message, field_path), None
+            return ErrorSpec(kind, code, message, field_path, **extra), None
 
         if operation.WhichOneof("operation") != "update":
             return error("mutate_error", "MUTATE_NOT_ALLOWED", "The sandbox only updates budgets.", "update")
@@ -556,30 +613,46 @@ class GoogleAdsEmulator:
         paths = list(operation.update_mask.paths)
         if not paths:
             return error("field_mask_error", "FIELD_MASK_MISSING", "The update mask is missing.", "update_mask")
-        unsupported = [p for p in paths if p not in ("amount_micros", "resource_name")]
+        unsupported = [p for p in paths if p not in ("amount_micros", "total_amount_micros", "resource_name")]
         if unsupported:
             return error(
                 "field_mask_error", "FIELD_NOT_FOUND", f"The sandbox cannot update {unsupported[0]!r}.", "update_mask"
             )
-        if "amount_micros" not in paths:
+        amounts = [p for p in paths if p in ("amount_micros", "total_amount_micros")]
+        if not amounts:
             return None, None
-        amount = update.amount_micros
-        unit = minor_unit_micros(customer.currency_code)
-        if amount < 0:
+        if len(amounts) > 1:
             return error(
                 "campaign_budget_error",
-                "NEGATIVE_MONEY_AMOUNT",
-                "Amount must not be negative.",
+                "BUDGET_AMOUNT_MUST_BE_UNSET_FOR_CUSTOM_BUDGET_PERIOD"
+                if budget.period == "CUSTOM_PERIOD"
+                else "TOTAL_BUDGET_AMOUNT_MUST_BE_UNSET_FOR_BUDGET_PERIOD_DAILY",
+                "A budget has either a daily amount or a total amount, not both.",
+                "update",
+                "total_amount_micros",
+            )
+        field_name = amounts[0]
+        if field_name == "amount_micros" and budget.period == "CUSTOM_PERIOD":
+            return error(
+                "campaign_budget_error",
+                "BUDGET_AMOUNT_MUST_BE_UNSET_FOR_CUSTOM_BUDGET_PERIOD",
+                "Budget amount must be unset when BudgetPeriod is CUSTOM_PERIOD: set total_amount_micros.",
                 "update",
                 "amount_micros",
             )
-        if amount == 0:
+        if field_name == "total_amount_micros" and budget.period != "CUSTOM_PERIOD":
             return error(
                 "campaign_budget_error",
-                "BUDGET_BELOW_PER_DAY_MINIMUM",
-                "Budget is below the per-day minimum.",
+                "TOTAL_BUDGET_AMOUNT_MUST_BE_UNSET_FOR_BUDGET_PERIOD_DAILY",
+                "Total budget amount must be unset when BudgetPeriod is DAILY: set amount_micros.",
                 "update",
-                "amount_micros",
+                "total_amount_micros",
+            )
+        amount = getattr(update, field_name)
+        unit = minor_unit_micros(customer.currency_code)
+        if amount < 0:
+            return error(
+                "campaign_budget_error", "NEGATIVE_MONEY_AMOUNT", "Amount must not be negative.", "update", field_name
             )
         if amount % unit:
             return error(
@@ -587,9 +660,147 @@ class GoogleAdsEmulator:
                 "NON_MULTIPLE_OF_MINIMUM_CURRENCY_UNIT",
                 f"Amount must be a multiple of the minimum currency unit ({unit} micros in {customer.currency_code}).",
                 "update",
-                "amount_micros",
+                field_name,
             )
-        return None, (amount, update.resource_name)
+        if amount > _MAX_BUDGET_MICROS:
+            return error(
+                "campaign_budget_error", "MONEY_AMOUNT_TOO_LARGE", "The amount is too large.", "update", field_name
+            )
+        per_day = google_min_daily_budget_micros(customer.currency_code)
+        minimum = per_day
+        campaign = self.state.data.campaigns_on_budget(customer.id, budget.id)[0]
+        flight = campaign.flight(customer.today())
+        if field_name == "total_amount_micros" and flight is not None:
+            minimum = per_day * ((flight[1] - flight[0]).days + 1)
+        if amount < minimum:
+            which = "total_amount" if field_name == "total_amount_micros" else "amount"
+            details: dict[str, Any] = {
+                "currency_code": customer.currency_code,
+                "budget_per_day_minimum_micros": per_day,
+                f"minimum_budget_{which}_micros": minimum,
+                f"failed_budget_{which}_micros": amount,
+            }
+            return error(
+                "campaign_budget_error",
+                "BUDGET_BELOW_PER_DAY_MINIMUM",
+                f"Budget is below the per-day minimum: at least {minimum / 1_000_000:.2f} {customer.currency_code}"
+                + (" for the whole flight." if field_name == "total_amount_micros" else " a day."),
+                "update",
+                field_name,
+                budget_minimum=details,
+            )
+        if field_name == "total_amount_micros" and flight is not None:
+            spent = self._flight_spend(customer, campaign, flight[0])
+            if amount < spent:
+                return error(
+                    "range_error",
+                    "TOO_LOW",
+                    f"The total budget cannot be less than what the campaign already spent this flight "
+                    f"({spent / 1_000_000:.2f} {customer.currency_code}).",
+                    "update",
+                    field_name,
+                )
+        return None, (update.resource_name, (field_name, budget.id, amount))
+
+    def _flight_spend(self, customer: SandboxCustomer, campaign: Any, start: Any) -> int:
+        first, last = self.state.data.metric_window(customer)
+        day, spent = max(start, first), 0
+        while day <= last:
+            spent += daily_metrics(campaign.id, day, campaign.budget.spend_basis_micros).cost_micros
+            day += timedelta(days=1)
+        return spent
+
+    # --- CampaignService / AdGroupService ------------------------------------------------------
+
+    def _mutate_campaigns(self, call: _Call, request: Any) -> Any:
+        customer = self._customer(call)
+        data = self.state.data
+
+        def check(index: int, operation: Any) -> tuple[ErrorSpec | None, Any]:
+            return self._status_change(
+                customer, index, operation, _CAMPAIGN_RESOURCE, "campaign_error", data.campaign,
+                self.state.campaign_status,
+            )  # fmt: skip
+
+        return self._mutate(
+            call,
+            request,
+            call.types.campaign_service.MutateCampaignsResponse,
+            check,
+            lambda change: self.state.set_campaign_status(*change),
+        )
+
+    def _mutate_ad_groups(self, call: _Call, request: Any) -> Any:
+        customer = self._customer(call)
+        data = self.state.data
+
+        def check(index: int, operation: Any) -> tuple[ErrorSpec | None, Any]:
+            return self._status_change(
+                customer, index, operation, _AD_GROUP_RESOURCE, "ad_group_error", data.ad_group,
+                self.state.ad_group_status,
+            )  # fmt: skip
+
+        return self._mutate(
+            call,
+            request,
+            call.types.ad_group_service.MutateAdGroupsResponse,
+            check,
+            lambda change: self.state.set_ad_group_status(*change),
+        )
+
+    @staticmethod
+    def _status_change(
+        customer: SandboxCustomer,
+        index: int,
+        operation: Any,
+        resource_pattern: re.Pattern[str],
+        error_kind: str,
+        lookup: Any,
+        current_status: Any,
+    ) -> tuple[ErrorSpec | None, tuple[str, tuple[int, str]] | None]:
+        def error(kind: str, code: str, message: str, *path: str) -> tuple[ErrorSpec, None]:
+            field_path = (("operations", index), *((p, None) for p in path))
+            return ErrorSpec(kind, code, message, field_path), None
+
+        if operation.WhichOneof("operation") != "update":
+            return error("mutate_error", "MUTATE_NOT_ALLOWED", "The sandbox only updates the status.", "update")
+        update = operation.update
+        match = resource_pattern.match(update.resource_name)
+        if not match:
+            return error(
+                "request_error", "RESOURCE_NAME_MALFORMED", "Malformed resource name.", "update", "resource_name"
+            )
+        target = lookup(customer.id, int(match.group(2))) if int(match.group(1)) == customer.id else None
+        if target is None:
+            return error("mutate_error", "RESOURCE_NOT_FOUND", "Resource was not found.", "update", "resource_name")
+        paths = list(operation.update_mask.paths)
+        if not paths:
+            return error("field_mask_error", "FIELD_MASK_MISSING", "The update mask is missing.", "update_mask")
+        unsupported = [p for p in paths if p not in ("status", "resource_name")]
+        if unsupported:
+            return error(
+                "field_mask_error", "FIELD_NOT_FOUND", f"The sandbox cannot update {unsupported[0]!r}.", "update_mask"
+            )
+        if "status" not in paths:
+            return None, None
+        status = update.DESCRIPTOR.fields_by_name["status"].enum_type.values_by_number[update.status].name
+        if current_status(target) == "REMOVED":
+            return error(
+                "operation_access_denied_error",
+                "OPERATION_NOT_PERMITTED_FOR_REMOVED_RESOURCE",
+                "The operation is not permitted on a removed resource.",
+                "update",
+                "status",
+            )
+        if status not in _SETTABLE_STATUSES:
+            return error(
+                error_kind if error_kind == "campaign_error" else "request_error",
+                "INVALID_STATUS_CHANGE" if error_kind == "campaign_error" else "INVALID_ENUM_VALUE",
+                f"Status {status} cannot be set by an update; use ENABLED or PAUSED (remove with a remove operation).",
+                "update",
+                "status",
+            )
+        return None, (update.resource_name, (target.id, status))
 
     # --- ConversionUploadService ---------------------------------------------------------------
 

@@ -1,5 +1,7 @@
-"""What the Google Ads emulator remembers for its lifetime: changed budgets, uploaded
-conversions, issued access tokens and a bounded log of calls. One lock guards all of it."""
+"""What the Google Ads emulator remembers for its lifetime: changed budgets and statuses,
+uploaded conversions, issued access tokens and a bounded log of calls. One lock guards all of it.
+Only what changed is stored (a dict entry per changed object), so memory stays flat however
+large the generated data is."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from platforms.sandbox.faults import Faults
-from platforms.sandbox.google.data import GoogleSandboxData, SandboxBudget
+from platforms.sandbox.google.data import GoogleSandboxData, SandboxAdGroup, SandboxBudget, SandboxCampaign
 
 _CALL_LOG_SIZE = 10_000  # enough for any test; bounded so a long demo run stays flat
 
@@ -61,6 +63,9 @@ class GoogleSandboxState:
         self.faults = faults
         self.lock = threading.RLock()
         self._budget_amounts: dict[int, int] = {}
+        self._budget_totals: dict[int, int] = {}
+        self._campaign_statuses: dict[int, str] = {}
+        self._ad_group_statuses: dict[int, str] = {}
         self._conversions: list[StoredConversion] = []
         self._conversion_keys: set[tuple[int, int, str, float]] = set()
         self._order_ids: set[tuple[int, int, str]] = set()
@@ -69,13 +74,39 @@ class GoogleSandboxState:
 
     # --- Budgets -------------------------------------------------------------------------------
 
-    def budget_amount(self, budget: SandboxBudget) -> int:
+    def budget_amount(self, budget: SandboxBudget) -> int | None:
         with self.lock:
             return self._budget_amounts.get(budget.id, budget.amount_micros)
 
     def set_budget_amount(self, budget_id: int, amount_micros: int) -> None:
         with self.lock:
             self._budget_amounts[budget_id] = amount_micros
+
+    def budget_total(self, budget: SandboxBudget) -> int | None:
+        with self.lock:
+            return self._budget_totals.get(budget.id, budget.total_amount_micros)
+
+    def set_budget_total(self, budget_id: int, total_amount_micros: int) -> None:
+        with self.lock:
+            self._budget_totals[budget_id] = total_amount_micros
+
+    # --- Statuses ------------------------------------------------------------------------------
+
+    def campaign_status(self, campaign: SandboxCampaign) -> str:
+        with self.lock:
+            return self._campaign_statuses.get(campaign.id, campaign.status)
+
+    def set_campaign_status(self, campaign_id: int, status: str) -> None:
+        with self.lock:
+            self._campaign_statuses[campaign_id] = status
+
+    def ad_group_status(self, ad_group: SandboxAdGroup) -> str:
+        with self.lock:
+            return self._ad_group_statuses.get(ad_group.id, ad_group.status)
+
+    def set_ad_group_status(self, ad_group_id: int, status: str) -> None:
+        with self.lock:
+            self._ad_group_statuses[ad_group_id] = status
 
     # --- Conversions ---------------------------------------------------------------------------
 
@@ -149,9 +180,12 @@ class GoogleSandboxState:
             return {c.version for c in self._calls}
 
     def reset(self) -> None:
-        """Back to the demo data as generated: budgets, conversions, call log and faults."""
+        """Back to the demo data as generated: budgets, statuses, conversions, call log and faults."""
         with self.lock:
             self._budget_amounts.clear()
+            self._budget_totals.clear()
+            self._campaign_statuses.clear()
+            self._ad_group_statuses.clear()
             self._conversions.clear()
             self._conversion_keys.clear()
             self._order_ids.clear()
