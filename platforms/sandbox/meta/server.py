@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 
 from platforms.registry import SANDBOX_META_ACCESS_TOKEN, SANDBOX_META_APP_SECRET
 from platforms.sandbox.faults import Faults
+from platforms.sandbox.meta import oauth as meta_oauth
 from platforms.sandbox.meta.data import MetaSandboxData, SandboxAccount, SandboxCampaign, daily_insight
 
 logger = logging.getLogger(__name__)
@@ -424,8 +425,7 @@ class GraphHandler(BaseHTTPRequestHandler):
                 account = state.account_of(node)
             account_id = account.account_id if account else None
             self._apply_faults(state, parts, account_id)
-            state.check_token(params, self.headers.get("Authorization", ""))
-            status, body = self._route(state, method, parts, params)
+            status, body = meta_oauth.route(self, state, method, parts, params)  # logins, then _route
             if body is None:  # timeout_after_accept: the work is done, the answer never comes
                 self.close_connection = True
                 return
