@@ -519,7 +519,7 @@ def process_heartbeat(name: str, *, started: bool = False, now: datetime | None 
     if not ProcessHeartbeat.objects.filter(name=name).update(**values):
         try:
             with transaction.atomic():
-                ProcessHeartbeat.objects.create(name=name, started_at=now, **values)
+                ProcessHeartbeat.objects.create(name=name, **{"started_at": now, **values})
         except IntegrityError:
             ProcessHeartbeat.objects.filter(name=name).update(**values)
 

@@ -10,6 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from optimization import selectors
+from optimization.alert_metrics import AlertMonitorCollector
 from optimization.conf import setting
 from optimization.models import Alert, OptimizationRun
 
@@ -50,4 +51,5 @@ class OptimizationCollector(Collector):
         yield pending
 
 
-SCRAPE_COLLECTORS = (OptimizationCollector,)
+# The gauges of the alerting rules (monitor, canary, beat, notifications): their own module.
+SCRAPE_COLLECTORS = (OptimizationCollector, AlertMonitorCollector)

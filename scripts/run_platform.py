@@ -1,4 +1,4 @@
-"""`make run`: bootstrap, then web + Celery worker + beat (+ the sandbox), supervised.
+"""`make run`: bootstrap, then web + Celery worker + beat + the alert monitor (+ the sandbox), supervised.
 
 Runs with the project's virtualenv Python. A process that exits is started again with backoff
 (1 s, 2 s, 4 s ... 30 s; scripts/supervisor.py) and a line on stderr says which one, how it
@@ -120,8 +120,14 @@ def main() -> int:
                 "INFO",
                 "--schedule",
                 settings.CELERY_BEAT_SCHEDULE_FILENAME,
+                # Writes the heartbeat the alert monitor reads ("beat has not run").
+                "--scheduler",
+                "optimization.beat:HeartbeatScheduler",
             ],
         )
+        # Alerts are evaluated and sent here, not on the worker: a stopped or stuck worker must
+        # not silence "webhooks are late" or "workers are not taking tasks" (optimization/alerts.py).
+        start("alert-monitor", _manage("alert_monitor"))
         if not _wait_for_port(host, port):
             print("The web server did not start; see its output above.", file=sys.stderr)
             stop_all()

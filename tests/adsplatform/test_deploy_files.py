@@ -7,16 +7,22 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_fly_toml_names_web_worker_and_beat_and_checks_healthz():
+def test_fly_toml_names_web_worker_beat_and_monitor_and_checks_healthz():
     config = tomllib.loads((ROOT / "fly.toml").read_text())
     processes = config["processes"]
-    assert set(processes) == {"web", "worker", "beat"}
+    assert set(processes) == {"web", "worker", "beat", "monitor"}
     assert processes["web"].startswith("gunicorn -c gunicorn.conf.py adsplatform.wsgi")
     assert "celery -A adsplatform worker" in processes["worker"]
     assert "celery -A adsplatform beat" in processes["beat"]
+    # Beat's scheduler writes the heartbeat "beat has not run" is judged by.
+    assert "--scheduler optimization.beat:HeartbeatScheduler" in processes["beat"]
+    # The alerts are evaluated by a process of their own, not by the worker they watch.
+    assert processes["monitor"] == "python manage.py alert_monitor"
     assert "migrate" in config["deploy"]["release_command"]
     service = config["http_service"]
     assert service["processes"] == ["web"]
@@ -29,6 +35,7 @@ def test_fly_restarts_worker_and_beat_whatever_their_exit():
     # Fly's default (on-fail) stops restarting after ten exits and leaves the machine stopped.
     assert policies.get("worker") == "always"
     assert policies.get("beat") == "always"
+    assert policies.get("monitor") == "always"
     assert set(policies) <= set(config["processes"])
 
 
@@ -68,3 +75,89 @@ def test_dockerfile_runs_what_the_readme_and_fly_toml_document():
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
     assert "gunicorn.conf.py" in readme
+
+
+def test_make_run_starts_the_same_processes_as_fly():
+    """scripts/run_platform.py supervises what fly.toml runs: beat with its heartbeat scheduler,
+    and the alert monitor beside the worker."""
+    script = (ROOT / "scripts" / "run_platform.py").read_text()
+    assert '"optimization.beat:HeartbeatScheduler"' in script
+    assert 'start("alert-monitor", _manage("alert_monitor"))' in script
+    scheduler = tomllib.loads((ROOT / "fly.toml").read_text())["processes"]["beat"].split("--scheduler ")[1]
+    module, _, name = scheduler.split()[0].partition(":")
+    assert callable(getattr(importlib.import_module(module), name))
+
+
+# --- Prometheus alerting rules --------------------------------------------------------------------
+
+RULES_FILE = ROOT / "deploy" / "prometheus" / "alerts.yml"
+# Series Prometheus makes itself, not the app.
+PROMETHEUS_OWN = {"up"}
+
+
+def _rules() -> list[dict]:
+    import yaml
+
+    document = yaml.safe_load(RULES_FILE.read_text())
+    return [rule for group in document["groups"] for rule in group["rules"]]
+
+
+def _exported_names(client) -> set[str]:
+    """Every sample name /metrics serves (histogram _bucket/_count/_sum included)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").content.decode()
+    return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+@pytest.mark.django_db
+def test_prometheus_rules_parse_and_name_only_metrics_the_app_exports(client):
+    from campaigns.models import DailyMetric
+    from campaigns.services import account_today
+    from optimization import alerts
+    from optimization.models import ProcessHeartbeat
+    from tests.campaigns.factories import CampaignFactory
+
+    # Rows behind every gauge, so that each is exported (some are left out when nothing is known).
+    campaign = CampaignFactory(daily_budget_micros=100_000_000)
+    DailyMetric.objects.create(campaign=campaign, date=account_today(campaign.account), cost_micros=50_000_000)
+    alerts.process_heartbeat(ProcessHeartbeat.MONITOR, started=True)
+    alerts.process_heartbeat(ProcessHeartbeat.BEAT, started=True)
+    exported = _exported_names(client)
+    # The lead-delay rule counts leads above the 5-minute bucket: that bucket must exist as written.
+    assert 'ads_webhook_lag_seconds_bucket{le="300.0"}' in client.get("/metrics").content.decode()
+
+    rules = _rules()
+    assert len({rule["alert"] for rule in rules}) == len(rules), "alert names are unique"
+    for rule in rules:
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
+        assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+        assert rule["annotations"]["summary"], rule["alert"]
+        names = set(re.findall(r"\b([a-z_][a-z0-9_]*)\b(?=\s*(?:[{\[><=!]|$|\)|\s+and\b))", rule["expr"]))
+        names -= {"and", "or", "unless", "sum", "increase", "rate", "by", "on", "le", "job"}
+        assert names, (rule["alert"], rule["expr"])
+        unknown = names - exported - PROMETHEUS_OWN
+        assert not unknown, f"{rule['alert']}: /metrics exports no {sorted(unknown)}"
+
+
+def test_prometheus_rules_cover_every_alert_kind_with_the_apps_thresholds():
+    from optimization import alerts
+    from optimization.conf import setting
+    from optimization.models import Alert
+
+    rules = {rule["alert"]: rule for rule in _rules()}
+    kinds = {rule["labels"].get("alert_kind") for rule in rules.values()} - {None}
+    assert kinds == set(Alert.Kind.values), "every alert the app raises has a Prometheus rule, and no other"
+
+    def threshold(name: str) -> float:
+        return float(re.search(r"> (\d+(?:\.\d+)?)", rules[name]["expr"]).group(1))
+
+    assert threshold("AdsBudgetDailyOverspend") == float(setting("ALERT_DAILY_OVERSPEND_RATIO")) == 1.10
+    assert threshold("AdsPlatformApiErrors") == setting("ALERT_API_ERROR_RATE") == 0.05
+    assert f">= {setting('ALERT_API_MIN_CALLS')}" in rules["AdsPlatformApiErrors"]["expr"]
+    assert threshold("AdsWebhookDelay") == setting("ALERT_WEBHOOK_DELAY_SECONDS") == 300
+    assert 'le="300.0"' in rules["AdsLeadProcessingDelay"]["expr"]
+    assert f"[{setting('ALERT_API_WINDOW_MINUTES')}m]" in rules["AdsLeadProcessingDelay"]["expr"]
+    assert threshold("AdsWorkersNotTakingTasks") == alerts.tunable("ALERT_WORKER_STALE_SECONDS")
+    assert threshold("AdsBeatNotRunning") == alerts.tunable("ALERT_BEAT_STALE_SECONDS")
+    assert threshold("AdsAlertMonitorNotRunning") == alerts.tunable("ALERT_MONITOR_STALE_SECONDS")
