@@ -36,13 +36,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 from facebook_business.adobjects.adaccount import AdAccount
+from facebook_business.adobjects.adset import AdSet
 from facebook_business.adobjects.adspixel import AdsPixel
 from facebook_business.adobjects.business import Business
 from facebook_business.adobjects.campaign import Campaign
@@ -61,15 +62,19 @@ from urllib3.exceptions import ProtocolError
 from platforms.base import (
     Account,
     AccountRef,
+    AdGroupInfo,
+    AdGroupMetricRow,
     AuthError,
     BudgetUpdate,
     CampaignInfo,
+    ChangeTarget,
     ConversionEvent,
     MetricRow,
     PermanentError,
     PlatformError,
     RateLimitedError,
     RowOutcome,
+    StatusUpdate,
     TransientError,
     UploadResult,
     micros_to_minor,
@@ -107,13 +112,40 @@ CONVERSION_ACTION_GROUPS: tuple[tuple[str, ...], ...] = (
     ("lead", "offsite_conversion.fb_pixel_lead"),
 )
 
-CAMPAIGN_FIELDS = ["id", "account_id", "name", "status", "effective_status", "daily_budget", "lifetime_budget"]
+CAMPAIGN_FIELDS = [
+    "id",
+    "account_id",
+    "name",
+    "status",
+    "effective_status",
+    "daily_budget",
+    "lifetime_budget",
+    "budget_remaining",
+    "stop_time",
+]
+ADSET_FIELDS = [
+    "id",
+    "account_id",
+    "campaign_id",
+    "name",
+    "status",
+    "effective_status",
+    "daily_budget",
+    "lifetime_budget",
+    "budget_remaining",
+    "end_time",
+]
 INSIGHT_FIELDS = ["campaign_id", "date_start", "impressions", "clicks", "spend", "actions", "action_values"]
+ADSET_INSIGHT_FIELDS = ["adset_id", *INSIGHT_FIELDS]
+
 ACCOUNT_FIELDS = ["id", "account_id", "name", "currency", "timezone_name"]
 # Without an effective_status filter Graph leaves archived and deleted campaigns out; the
 # AdPlatform contract lists them too (as "removed").
 ALL_CAMPAIGN_STATUSES = ["ACTIVE", "PAUSED", "IN_PROCESS", "WITH_ISSUES", "ARCHIVED", "DELETED"]
 _STATUS_MAP = {"ACTIVE": "enabled", "PAUSED": "paused", "ARCHIVED": "removed", "DELETED": "removed"}
+ALL_ADSET_STATUSES = [*ALL_CAMPAIGN_STATUSES, "CAMPAIGN_PAUSED"]
+_SETTABLE_STATUSES = {"enabled": "ACTIVE", "paused": "PAUSED"}
+_GRAPH_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 
 # UserData keys of ConversionEvent → UserData's list arguments (the SDK hashes these unless the
 # value already is a SHA-256/MD5 hex digest, which it passes through lowercased).
@@ -399,14 +431,64 @@ class MetaPlatform:
     def get_campaign(self, account: AccountRef, campaign_external_id: str) -> CampaignInfo:
         campaign = Campaign(fbid=campaign_external_id, api=self._api)
         self._call("read the campaign", lambda: campaign.api_get(fields=CAMPAIGN_FIELDS))
-        owner = str(campaign.get("account_id") or "")
+        self._check_owner(account, campaign, f"Campaign {campaign_external_id}")
+        return self._campaign_info(campaign, account.currency_code)
+
+    @staticmethod
+    def _check_owner(account: AccountRef, item: Any, what: str) -> None:
+        owner = str(item.get("account_id") or "")
         if owner and owner != _node_id(account).removeprefix("act_"):
             raise PermanentError(
-                f"Campaign {campaign_external_id} belongs to ad account {owner}, not {account.external_id}",
+                f"{what} belongs to ad account {owner}, not {account.external_id}",
                 platform=PLATFORM,
                 code="wrong_account",
             )
-        return self._campaign_info(campaign, account.currency_code)
+
+    # --- Ad sets -------------------------------------------------------------------------------
+
+    def list_ad_groups(self, account: AccountRef) -> Iterator[AdGroupInfo]:
+        """Every ad set of the account (archived and deleted ones too, as "removed")."""
+        ad_account = AdAccount(fbid=_node_id(account), api=self._api)
+        params = {"limit": self._list_page_size, "effective_status": ALL_ADSET_STATUSES}
+        cursor = self._first_page("list ad sets", lambda: ad_account.get_ad_sets(fields=ADSET_FIELDS, params=params))
+        for item in self._drain(cursor, "list ad sets"):
+            yield self._adset_info(item, account.currency_code)
+
+    def get_ad_group(self, account: AccountRef, ad_group_external_id: str) -> AdGroupInfo:
+        adset = AdSet(fbid=ad_group_external_id, api=self._api)
+        self._call("read the ad set", lambda: adset.api_get(fields=ADSET_FIELDS))
+        self._check_owner(account, adset, f"Ad set {ad_group_external_id}")
+        return self._adset_info(adset, account.currency_code)
+
+    def iter_ad_group_daily_metrics(
+        self, account: AccountRef, date_from: date, date_to: date
+    ) -> Iterator[AdGroupMetricRow]:
+        """Ad set insights (level=adset, time_increment=1), one row per ad set and day, paged.
+        The ad sets of a campaign add up to its campaign-level row."""
+        if date_from > date_to:
+            raise ValueError(f"date_from {date_from} is after date_to {date_to}")
+        ad_account = AdAccount(fbid=_node_id(account), api=self._api)
+        params = {
+            "level": "adset",
+            "time_increment": 1,
+            "time_range": {"since": date_from.isoformat(), "until": date_to.isoformat()},
+            "limit": self._insights_page_size,
+        }
+        cursor = self._first_page(
+            "read ad set insights", lambda: ad_account.get_insights(fields=ADSET_INSIGHT_FIELDS, params=params)
+        )
+        for row in self._drain(cursor, "read ad set insights"):
+            metric = self._metric_row(row)
+            yield AdGroupMetricRow(
+                ad_group_external_id=str(row["adset_id"]),
+                campaign_external_id=metric.campaign_external_id,
+                date=metric.date,
+                impressions=metric.impressions,
+                clicks=metric.clicks,
+                cost_micros=metric.cost_micros,
+                conversions=metric.conversions,
+                conversion_value_micros=metric.conversion_value_micros,
+            )
 
     def iter_daily_metrics(self, account: AccountRef, date_from: date, date_to: date) -> Iterator[MetricRow]:
         """Campaign-level insights, one row per campaign and day, streamed page by page.
@@ -441,24 +523,119 @@ class MetaPlatform:
             raise PermanentError(str(exc), platform=PLATFORM, code="not_a_whole_minor_unit") from None
         if minor <= 0:
             raise PermanentError("A daily budget must be positive", platform=PLATFORM, code="invalid_budget")
-        target = Campaign(fbid=campaign.external_id, api=self._api)
-        self._call("update the daily budget", lambda: target.api_update(params={"daily_budget": minor}))
-        # Confirm with a fresh read: what the next sync will see is what we report.
-        confirmed = self.get_campaign(account, campaign.external_id)
+        target = ChangeTarget("campaign", campaign.external_id, campaign.external_id)
+        return self.update_budget(account, target, daily_budget_micros=new_daily_budget_micros)
+
+    def update_budget(
+        self,
+        account: AccountRef,
+        target: ChangeTarget,
+        *,
+        daily_budget_micros: int | None = None,
+        lifetime_budget_micros: int | None = None,
+        validate_only: bool = False,
+    ) -> BudgetUpdate:
+        """``POST <campaign|adset>`` with daily_budget or lifetime_budget in minor units.
+
+        Meta decides: its refusals (budget too low for the currency 100/1885272, an ad set budget
+        while the campaign holds the budget 100/1885621, a lifetime budget below what was spent
+        100/1885650, a budget on a campaign whose ad sets hold them, switching daily/lifetime: 100)
+        come back as PermanentError with code "<code>/<subcode>" and Meta's own words. A real
+        change is confirmed by reading the object back.
+        """
+        if (daily_budget_micros is None) == (lifetime_budget_micros is None):
+            raise ValueError("Give exactly one of daily_budget_micros and lifetime_budget_micros")
+        name = "daily_budget" if daily_budget_micros is not None else "lifetime_budget"
+        micros = daily_budget_micros if daily_budget_micros is not None else lifetime_budget_micros
+        assert micros is not None
+        try:
+            minor = micros_to_minor(micros, account.currency_code)
+        except ValueError as exc:
+            raise PermanentError(str(exc), platform=PLATFORM, code="not_a_whole_minor_unit") from None
+        params: dict[str, Any] = {name: minor}
+        if validate_only:
+            params["execution_options"] = ["validate_only"]
+        node = self._writable(target)
+        what = f"{'check' if validate_only else 'update'} the {name.replace('_', ' ')}"
+        self._call(what, lambda: node.api_update(params=params))
         expected = minor_to_micros(minor, account.currency_code)
-        if confirmed.daily_budget_micros != expected:
-            raise TransientError(
-                f"Meta accepted the budget of campaign {campaign.external_id} but reads back "
-                f"{confirmed.daily_budget_micros} micros instead of {expected}",
-                platform=PLATFORM,
-                code="not_confirmed",
-            )
-        return BudgetUpdate(
-            campaign_external_id=campaign.external_id,
-            daily_budget_micros=expected,
-            resource=campaign.external_id,
-            raw={"daily_budget": str(minor), "currency": account.currency_code},
+        campaign_id = target.campaign_external_id or (target.external_id if target.level == "campaign" else "")
+        raw = {name: str(minor), "currency": account.currency_code}
+        if not validate_only:
+            # Confirm with a fresh read: what the next sync will see is what we report.
+            confirmed = self._read_back(account, target)
+            seen = confirmed.daily_budget_micros if name == "daily_budget" else self._lifetime_of(confirmed)
+            if seen != expected:
+                raise TransientError(
+                    f"Meta accepted the {name.replace('_', ' ')} of {target.level} {target.external_id} but reads "
+                    f"back {seen} micros instead of {expected}",
+                    platform=PLATFORM,
+                    code="not_confirmed",
+                )
+            campaign_id = campaign_id or getattr(confirmed, "campaign_external_id", "")
+        logger.info(
+            "Meta %s %s %s set to %s%s",
+            target.level,
+            target.external_id,
+            name,
+            minor,
+            " (validate only)" if validate_only else "",
         )
+        return BudgetUpdate(
+            campaign_external_id=campaign_id,
+            daily_budget_micros=expected if name == "daily_budget" else None,
+            lifetime_budget_micros=expected if name == "lifetime_budget" else None,
+            resource=target.external_id,
+            raw=raw,
+            validated_only=validate_only,
+            target=target,
+        )
+
+    def update_status(
+        self, account: AccountRef, target: ChangeTarget, status: str, *, validate_only: bool = False
+    ) -> StatusUpdate:
+        """``POST <campaign|adset>`` status=ACTIVE|PAUSED; a real change is read back."""
+        if status not in _SETTABLE_STATUSES:
+            raise ValueError(f"status must be one of {sorted(_SETTABLE_STATUSES)}, not {status!r}")
+        params: dict[str, Any] = {"status": _SETTABLE_STATUSES[status]}
+        if validate_only:
+            params["execution_options"] = ["validate_only"]
+        node = self._writable(target)
+        self._call(f"{'check' if validate_only else 'update'} the status", lambda: node.api_update(params=params))
+        if not validate_only:
+            seen = self._read_back(account, target).status
+            if seen != status:
+                raise TransientError(
+                    f"Meta accepted the status of {target.level} {target.external_id} but reads back {seen!r}",
+                    platform=PLATFORM,
+                    code="not_confirmed",
+                )
+        logger.info(
+            "Meta %s %s status set to %s%s",
+            target.level,
+            target.external_id,
+            params["status"],
+            " (validate only)" if validate_only else "",
+        )
+        return StatusUpdate(
+            target=target, status=status, validated_only=validate_only, resource=target.external_id, raw=params
+        )
+
+    def _writable(self, target: ChangeTarget) -> Campaign | AdSet:
+        if target.level == "campaign":
+            return Campaign(fbid=target.external_id, api=self._api)
+        if target.level == "ad_group":
+            return AdSet(fbid=target.external_id, api=self._api)
+        raise ValueError(f"level must be 'campaign' or 'ad_group', not {target.level!r}")
+
+    def _read_back(self, account: AccountRef, target: ChangeTarget) -> CampaignInfo | AdGroupInfo:
+        if target.level == "campaign":
+            return self.get_campaign(account, target.external_id)
+        return self.get_ad_group(account, target.external_id)
+
+    @staticmethod
+    def _lifetime_of(info: CampaignInfo | AdGroupInfo) -> int | None:
+        return info.budget_micros if isinstance(info, CampaignInfo) else info.lifetime_budget_micros
 
     def upload_conversions(
         self, account: AccountRef, conversions: Sequence[Any], *, destination_id: str = ""
@@ -635,20 +812,39 @@ class MetaPlatform:
 
     @staticmethod
     def _campaign_info(item: Any, currency: str) -> CampaignInfo:
-        daily = item.get("daily_budget")
-        lifetime = item.get("lifetime_budget")
-        daily = int(daily) if daily not in (None, "", "0") else None
-        lifetime = int(lifetime) if lifetime not in (None, "", "0") else None
-        status = _STATUS_MAP.get(str(item.get("status") or ""), "")
-        if not status:  # an effective status only ("IN_PROCESS", "WITH_ISSUES"): it runs
-            status = _STATUS_MAP.get(str(item.get("effective_status") or ""), "enabled")
+        daily = _minor(item.get("daily_budget"))
+        lifetime = _minor(item.get("lifetime_budget"))
+        remaining = _minor(item.get("budget_remaining"), zero_is_none=False)
         return CampaignInfo(
             external_id=str(item["id"]),
             name=item.get("name") or "",
-            status=status,
+            status=_status_of(item),
             daily_budget_micros=None if daily is None else minor_to_micros(daily, currency),
             budget_micros=None if lifetime is None else minor_to_micros(lifetime, currency),
+            # ABO: neither budget on the campaign; each ad set's is changed instead.
             budget_level="campaign" if daily is not None or lifetime is not None else "ad_set",
+            budget_remaining_micros=(
+                minor_to_micros(remaining, currency) if lifetime is not None and remaining is not None else None
+            ),
+            end_time=_graph_time(item.get("stop_time")) if lifetime is not None else None,
+        )
+
+    @staticmethod
+    def _adset_info(item: Any, currency: str) -> AdGroupInfo:
+        daily = _minor(item.get("daily_budget"))
+        lifetime = _minor(item.get("lifetime_budget"))
+        remaining = _minor(item.get("budget_remaining"), zero_is_none=False)
+        return AdGroupInfo(
+            external_id=str(item["id"]),
+            campaign_external_id=str(item.get("campaign_id") or ""),
+            name=item.get("name") or "",
+            status=_status_of(item),
+            daily_budget_micros=None if daily is None else minor_to_micros(daily, currency),
+            lifetime_budget_micros=None if lifetime is None else minor_to_micros(lifetime, currency),
+            budget_remaining_micros=(
+                minor_to_micros(remaining, currency) if lifetime is not None and remaining is not None else None
+            ),
+            end_time=_graph_time(item.get("end_time")) if lifetime is not None else None,
         )
 
     @staticmethod
@@ -703,6 +899,27 @@ class MetaPlatform:
             user = payload.setdefault("user_data", {})
             user["ge"] = sorted(set(user.get("ge", [])) | set(hashed_genders))
         return payload
+
+
+def _minor(value: Any, *, zero_is_none: bool = True) -> int | None:
+    """A budget as Graph sends it (minor units as a string); "0" or absent means none."""
+    if value in (None, "") or (zero_is_none and str(value) == "0"):
+        return None
+    return int(value)
+
+
+def _status_of(item: Any) -> str:
+    status = _STATUS_MAP.get(str(item.get("status") or ""), "")
+    if not status:  # an effective status only ("IN_PROCESS", "WITH_ISSUES"): it runs
+        status = _STATUS_MAP.get(str(item.get("effective_status") or ""), "enabled")
+    return status
+
+
+def _graph_time(value: Any) -> datetime | None:
+    try:
+        return datetime.strptime(str(value), _GRAPH_TIME_FORMAT) if value else None
+    except ValueError:
+        return None
 
 
 def _conversions(actions: list[Any]) -> Decimal:

@@ -86,7 +86,8 @@ def record(platform: str, operation: str, started: float, exc: BaseException | N
 class ObservedPlatform:
     """Wraps an adapter; method calls and streamed results are observed, nothing else changes."""
 
-    _STREAMING = frozenset({"list_campaigns", "iter_daily_metrics"})
+    # Generators: observed when the stream ends (or fails), not when the call returns.
+    _STREAMING = frozenset({"list_campaigns", "iter_daily_metrics", "list_ad_groups", "iter_ad_group_daily_metrics"})
 
     def __init__(self, adapter: Any) -> None:
         self._adapter = adapter

@@ -12,6 +12,7 @@ from platforms.sandbox.meta.data import (
     DEMO_PIXEL_ID,
     MetaSandboxData,
     SandboxAccount,
+    SandboxAdSet,
     SandboxCampaign,
     daily_insight,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "MetaSandboxData",
     "MetaSandboxState",
     "SandboxAccount",
+    "SandboxAdSet",
     "SandboxCampaign",
     "daily_insight",
     "start",

@@ -5,6 +5,16 @@ appsecret_proof) as query parameters on every request, GET parameters in the que
 POST parameters as a form body, list/dict parameters JSON-encoded, and pages by resending
 the request with ``after`` taken from ``paging.cursors.after`` while ``paging.next`` exists.
 
+Ad objects: accounts, campaigns and ad sets (``act_<id>/campaigns``, ``act_<id>/adsets``,
+``<campaign>/adsets``, ``<campaign>``, ``<adset>``), insights at account, campaign and ad set
+level on the account's, a campaign's or an ad set's own ``insights`` edge, with ``time_range``
+or ``date_preset`` and ``time_increment`` 1 or all_days. A ``fields=`` name the node does not
+have is refused (#100 "Tried accessing nonexisting field"), as is a POST parameter an update does
+not take. ``POST <campaign|adset>`` changes status and budgets for real, with Meta's checks
+(minimum daily budget per currency, lifetime budget not below what was spent, an ad set budget
+only when its campaign holds none); ``execution_options=["validate_only"]`` runs every check
+and changes nothing.
+
 Errors use Graph's body shape ``{"error": {message, type, code, error_subcode, is_transient,
 fbtrace_id}}`` and every answer carries the usage headers (X-App-Usage,
 X-Business-Use-Case-Usage, X-Ad-Account-Usage) a well-behaved client slows down on.
@@ -34,10 +44,27 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
+from platforms.base import minor_unit_micros
 from platforms.registry import SANDBOX_META_ACCESS_TOKEN, SANDBOX_META_APP_SECRET
 from platforms.sandbox.faults import Faults
-from platforms.sandbox.meta import oauth as meta_oauth
-from platforms.sandbox.meta.data import MetaSandboxData, SandboxAccount, SandboxCampaign, daily_insight
+from platforms.sandbox.meta.data import (
+    LEAD_ACTION_TYPES,
+    PURCHASE_ACTION_TYPES,
+    DayCounts,
+    MetaSandboxData,
+    SandboxAccount,
+    SandboxAdSet,
+    SandboxCampaign,
+    adset_day_counts,
+    flight,
+    format_minor,
+    graph_time,
+    spent_minor,
+)
+from platforms.sandbox.meta.data import (
+    campaign_day as _campaign_day,
+)
+from platforms.sandbox.rules import meta_min_daily_budget_micros
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +79,59 @@ DEDUPE_WINDOW_SECONDS = 48 * 3600
 # What the campaigns edge returns without an effective_status filter: deleted and archived
 # objects only come back when asked for.
 DEFAULT_CAMPAIGN_STATUSES = frozenset({"ACTIVE", "PAUSED", "IN_PROCESS", "WITH_ISSUES"})
+DEFAULT_ADSET_STATUSES = DEFAULT_CAMPAIGN_STATUSES | {"CAMPAIGN_PAUSED"}
+
+# The fields each node type serves (a subset of Graph's; unknown ones are refused, not dropped).
+ACCOUNT_FIELDS = frozenset(
+    {"id", "account_id", "name", "currency", "timezone_name", "account_status", "business", "min_daily_budget"}
+)
+CAMPAIGN_FIELDS = frozenset(
+    {
+        "id", "account_id", "name", "status", "effective_status", "configured_status", "objective",
+        "daily_budget", "lifetime_budget", "budget_remaining", "start_time", "stop_time", "buying_type",
+    }
+)  # fmt: skip
+ADSET_FIELDS = frozenset(
+    {
+        "id", "account_id", "campaign_id", "name", "status", "effective_status", "configured_status",
+        "daily_budget", "lifetime_budget", "budget_remaining", "start_time", "end_time",
+    }
+)  # fmt: skip
+INSIGHT_FIELDS = frozenset(
+    {
+        "account_id", "campaign_id", "campaign_name", "adset_id", "adset_name", "date_start", "date_stop",
+        "impressions", "clicks", "spend", "actions", "action_values",
+    }
+)  # fmt: skip
+# What an update (POST <id>) takes besides the credentials; anything else is refused.
+_CREDENTIAL_PARAMS = frozenset({"access_token", "appsecret_proof"})
+CAMPAIGN_UPDATE_PARAMS = frozenset(
+    {
+        "name", "status", "daily_budget", "lifetime_budget", "spend_cap", "bid_strategy", "start_time",
+        "stop_time", "special_ad_categories", "adlabels", "execution_options",
+    }
+)  # fmt: skip
+ADSET_UPDATE_PARAMS = frozenset(
+    {
+        "name", "status", "daily_budget", "lifetime_budget", "start_time", "end_time", "bid_amount",
+        "bid_strategy", "targeting", "optimization_goal", "billing_event", "adlabels", "execution_options",
+    }
+)  # fmt: skip
+EXECUTION_OPTIONS = frozenset({"validate_only", "include_recommendations", "synchronous_ad_review"})
+STATUSES = ("ACTIVE", "PAUSED", "ARCHIVED", "DELETED")
+# Budget refusals (error 100 with these subcodes): too low for the currency (1885272, as Graph
+# answers "Your budget is too low"), an ad set budget under a campaign budget (1885621), a
+# lifetime budget below what was already spent (1885650).
+SUBCODE_BUDGET_TOO_LOW = 1885272
+SUBCODE_CAMPAIGN_HOLDS_BUDGET = 1885621
+SUBCODE_BELOW_AMOUNT_SPENT = 1885650
+# Graph's date_preset values and the (first, last) days they cover, from today.
+DATE_PRESETS = (
+    "today", "yesterday", "this_month", "last_month", "this_quarter", "maximum", "data_maximum",
+    "last_3d", "last_7d", "last_14d", "last_28d", "last_30d", "last_90d", "last_week_mon_sun",
+    "last_week_sun_sat", "last_quarter", "last_year", "this_week_mon_today", "this_week_sun_today",
+    "this_year",
+)  # fmt: skip
 
 _VERSION_PATH = re.compile(r"^/(v\d+\.\d+)/(.*?)/?$")
 
@@ -225,8 +305,15 @@ class MetaSandboxState:
         """The ad account a node belongs to (for usage headers and quota codes)."""
         if node.startswith("act_"):
             return self.data.accounts.get(node[4:])
-        campaign = self.data.campaigns.get(node)
-        return self.data.accounts.get(campaign.account_id) if campaign else None
+        owner = self.data.campaigns.get(node) or self.data.adsets.get(node)
+        return self.data.accounts.get(owner.account_id) if owner else None
+
+    def adset(self, adset_id: str) -> SandboxAdSet:
+        with self.lock:
+            return self.data.adsets[adset_id]
+
+    def today(self, account: SandboxAccount) -> date:
+        return _account_today(account, self.clock())
 
 
 # --- paging ---------------------------------------------------------------------------------
@@ -272,6 +359,20 @@ def _select(obj: dict[str, Any], params: dict[str, str], default_fields: tuple[s
     return {k: obj[k] for k in ("id", *wanted) if k in obj and obj[k] is not None}
 
 
+def _wanted_fields(params: dict[str, str], known: frozenset[str], node_type: str) -> list[str]:
+    """The names in ``fields=``; one the node type does not have is refused, as Graph does."""
+    wanted = [f.strip() for f in params.get("fields", "").split(",") if f.strip()]
+    for name in wanted:
+        if name not in known:
+            raise _invalid_parameter(f"(#100) Tried accessing nonexisting field ({name}) on node type ({node_type})")
+    return wanted
+
+
+def _select_known(obj: dict[str, Any], params: dict[str, str], known: frozenset[str], node_type: str) -> dict[str, Any]:
+    wanted = _wanted_fields(params, known, node_type) or ["id"]
+    return {k: obj[k] for k in ("id", *wanted) if k in obj and obj[k] is not None}
+
+
 def _json_param(params: dict[str, str], name: str) -> Any:
     try:
         return json.loads(params[name])
@@ -283,7 +384,9 @@ def _json_param(params: dict[str, str], name: str) -> Any:
 
 
 def _account_node(account: SandboxAccount) -> dict[str, Any]:
+    minimum = meta_min_daily_budget_micros(account.currency) // minor_unit_micros(account.currency)
     return {
+        "min_daily_budget": minimum,
         "id": f"act_{account.account_id}",
         "account_id": account.account_id,
         "name": account.name,
@@ -294,8 +397,13 @@ def _account_node(account: SandboxAccount) -> dict[str, Any]:
     }
 
 
-def _campaign_node(campaign: SandboxCampaign) -> dict[str, Any]:
-    return {
+def _budget_text(amount: int | None) -> str | None:
+    return None if amount is None else str(amount)  # minor units, sent as strings
+
+
+def _campaign_node(state: MetaSandboxState, campaign: SandboxCampaign) -> dict[str, Any]:
+    account = state.data.accounts[campaign.account_id]
+    node: dict[str, Any] = {
         "id": campaign.campaign_id,
         "account_id": campaign.account_id,
         "name": campaign.name,
@@ -303,10 +411,56 @@ def _campaign_node(campaign: SandboxCampaign) -> dict[str, Any]:
         "effective_status": campaign.status,
         "configured_status": campaign.status,
         "objective": campaign.objective,
-        # Budgets are integers in the currency's minor unit, sent as strings.
-        "daily_budget": None if campaign.daily_budget is None else str(campaign.daily_budget),
-        "lifetime_budget": None if campaign.lifetime_budget is None else str(campaign.lifetime_budget),
+        "buying_type": "AUCTION",
+        "daily_budget": _budget_text(campaign.daily_budget),
+        "lifetime_budget": _budget_text(campaign.lifetime_budget),
     }
+    if campaign.lifetime_budget is not None:
+        first, last = flight(state.today(account))
+        spent = spent_minor(campaign, [], None, first, state.today(account))
+        node["start_time"] = graph_time(first, account.timezone_name)
+        node["stop_time"] = graph_time(last, account.timezone_name, end=True)
+        node["budget_remaining"] = str(max(0, campaign.lifetime_budget - spent))
+    elif campaign.daily_budget is not None:
+        node["budget_remaining"] = str(campaign.daily_budget)  # Graph reports the day's budget
+    return node
+
+
+def _adset_effective_status(campaign: SandboxCampaign, adset: SandboxAdSet) -> str:
+    if campaign.status == "PAUSED" and adset.status == "ACTIVE":
+        return "CAMPAIGN_PAUSED"
+    if campaign.status in ("ARCHIVED", "DELETED"):
+        return campaign.status
+    return adset.status
+
+
+def _adset_node(state: MetaSandboxState, adset: SandboxAdSet) -> dict[str, Any]:
+    campaign = state.data.campaigns[adset.campaign_id]
+    account = state.data.accounts[adset.account_id]
+    node: dict[str, Any] = {
+        "id": adset.adset_id,
+        "account_id": adset.account_id,
+        "campaign_id": adset.campaign_id,
+        "name": adset.name,
+        "status": adset.status,
+        "configured_status": adset.status,
+        "effective_status": _adset_effective_status(campaign, adset),
+        "daily_budget": _budget_text(adset.daily_budget),
+        "lifetime_budget": _budget_text(adset.lifetime_budget),
+    }
+    today = state.today(account)
+    if adset.lifetime_budget is not None:
+        first, last = flight(today)
+        siblings = state.data.adsets_of(campaign)
+        spent = spent_minor(campaign, siblings, siblings.index(adset), first, today)
+        node["start_time"] = graph_time(first, account.timezone_name)
+        node["end_time"] = graph_time(last, account.timezone_name, end=True)
+        node["budget_remaining"] = str(max(0, adset.lifetime_budget - spent))
+    else:
+        node["start_time"] = graph_time(flight(today)[0], account.timezone_name)
+        if adset.daily_budget is not None:
+            node["budget_remaining"] = str(adset.daily_budget)
+    return node
 
 
 def _account_today(account: SandboxAccount, now: float) -> date:
@@ -320,15 +474,72 @@ def _parse_day(value: Any) -> date:
         raise _invalid_parameter(f"(#100) time_range date {value!r} must be YYYY-MM-DD") from None
 
 
-def _insights_cells(
-    state: MetaSandboxState, account: SandboxAccount, params: dict[str, str]
-) -> tuple[list[SandboxCampaign], date, int]:
-    """The (day x campaign) grid a request covers: campaigns, first day, number of days."""
-    if params.get("level", "account") != "campaign":
-        raise _invalid_parameter("The sandbox serves insights at level=campaign only")
-    if params.get("time_increment") not in ("1", None):
-        raise _invalid_parameter("The sandbox serves insights with time_increment=1 only")
+def _preset_range(preset: str, today: date, first_day: date) -> tuple[date, date]:
+    """The days a date_preset covers (Graph's last_Nd are the N days before today)."""
+    yesterday = today - timedelta(days=1)
+    month_start = today.replace(day=1)
+    last_month_end = month_start - timedelta(days=1)
+    quarter_start = date(today.year, (today.month - 1) // 3 * 3 + 1, 1)
+    last_quarter_end = quarter_start - timedelta(days=1)
+    monday = today - timedelta(days=today.weekday())
+    sunday = today - timedelta(days=(today.weekday() + 1) % 7)
+    if preset.startswith("last_") and preset.endswith("d") and preset[5:-1].isdigit():
+        return today - timedelta(days=int(preset[5:-1])), yesterday
+    ranges = {
+        "today": (today, today),
+        "yesterday": (yesterday, yesterday),
+        "this_month": (month_start, today),
+        "last_month": (last_month_end.replace(day=1), last_month_end),
+        "this_quarter": (quarter_start, today),
+        "last_quarter": (date(last_quarter_end.year, (last_quarter_end.month - 1) // 3 * 3 + 1, 1), last_quarter_end),
+        "maximum": (first_day, today),
+        "data_maximum": (first_day, today),
+        "last_week_mon_sun": (monday - timedelta(days=7), monday - timedelta(days=1)),
+        "last_week_sun_sat": (sunday - timedelta(days=7), sunday - timedelta(days=1)),
+        "last_year": (date(today.year - 1, 1, 1), date(today.year - 1, 12, 31)),
+        "this_week_mon_today": (monday, today),
+        "this_week_sun_today": (sunday, today),
+        "this_year": (date(today.year, 1, 1), today),
+    }
+    return ranges[preset]
+
+
+@dataclass(frozen=True)
+class _InsightsRequest:
+    """What one insights request covers: the objects (campaigns, or ad sets with their campaign),
+    the days, and whether each day is its own row."""
+
+    level: str  # account | campaign | adset
+    objects: list[Any]  # SandboxCampaign, (SandboxCampaign, [ad sets], position), or the account
+    since: date
+    day_count: int
+    daily: bool
+
+
+def _insights_request(
+    state: MetaSandboxState,
+    account: SandboxAccount,
+    params: dict[str, str],
+    *,
+    campaign: SandboxCampaign | None = None,
+    adset: SandboxAdSet | None = None,
+) -> _InsightsRequest:
+    own_level = "adset" if adset is not None else ("campaign" if campaign is not None else "account")
+    level = params.get("level", own_level)
+    order = ("account", "campaign", "adset")
+    if level not in ("account", "campaign", "adset", "ad"):
+        raise _invalid_parameter(
+            "(#100) level must be one of the following values: ad, adset, campaign, account",
+        )
+    if level == "ad":
+        raise _invalid_parameter("The sandbox keeps no ads: ask level=adset, campaign or account")
+    if order.index(level) < order.index(own_level):
+        raise _invalid_parameter(f"(#100) level {level} is above the {own_level} this edge belongs to")
+    increment = params.get("time_increment", "all_days")
+    if increment not in ("1", "all_days"):
+        raise _invalid_parameter("The sandbox serves insights with time_increment=1 or all_days only")
     today = _account_today(account, state.clock())
+    first_day = today - timedelta(days=state.data.days - 1)  # insights exist for `days` days, today included
     if "time_range" in params:
         time_range = _json_param(params, "time_range")
         if not isinstance(time_range, dict) or "since" not in time_range or "until" not in time_range:
@@ -336,25 +547,121 @@ def _insights_cells(
         since, until = _parse_day(time_range["since"]), _parse_day(time_range["until"])
         if since > until:
             raise _invalid_parameter("(#100) time_range since must be on or before until")
+    elif "date_preset" in params:
+        preset = params["date_preset"]
+        if preset not in DATE_PRESETS:
+            raise _invalid_parameter(
+                f"(#100) date_preset must be one of the following values: {', '.join(DATE_PRESETS)}"
+            )
+        since, until = _preset_range(preset, today, first_day)
     else:  # Graph's default date_preset is last_30d: the 30 days before today
         since, until = today - timedelta(days=30), today - timedelta(days=1)
-    # Data exists for the last ``days`` days up to today, in the account's own time zone.
-    since = max(since, today - timedelta(days=state.data.days - 1))
-    until = min(until, today)
+    since, until = max(since, first_day), min(until, today)
     with state.lock:
-        campaigns = [state.data.campaigns[c] for c in account.campaign_ids]
-    return campaigns, since, max(0, (until - since).days + 1)
+        data = state.data
+        campaigns = [campaign] if campaign is not None else [data.campaigns[c] for c in account.campaign_ids]
+        if adset is not None:
+            siblings = data.adsets_of(campaign)  # type: ignore[arg-type]
+            objects: list[Any] = [(campaign, siblings, siblings.index(adset))]
+        elif level == "adset":
+            objects = []
+            for c in campaigns:
+                siblings = data.adsets_of(c)
+                objects += [(c, siblings, position) for position in range(len(siblings))]
+        elif level == "campaign":
+            objects = list(campaigns)
+        else:
+            objects = [(account, campaigns)]
+    return _InsightsRequest(level, objects, since, max(0, (until - since).days + 1), increment == "1")
+
+
+def _object_counts(level: str, obj: Any, day: date) -> tuple[Any, dict[str, str]] | None:
+    """(DayCounts, ids) of one object on one day, or None without delivery."""
+    if level == "adset":
+        campaign, siblings, position = obj
+        parts = adset_day_counts(campaign, siblings, day)
+        adset = siblings[position]
+        ids = {
+            "campaign_id": campaign.campaign_id,
+            "campaign_name": campaign.name,
+            "adset_id": adset.adset_id,
+            "adset_name": adset.name,
+        }
+        return (parts[position], ids) if parts is not None else None
+    if level == "campaign":
+        counts = _campaign_day(obj.campaign_id, obj.status, obj.spend_basis, obj.overspends, day)
+        return (counts, {"campaign_id": obj.campaign_id, "campaign_name": obj.name}) if counts else None
+    account, campaigns = obj
+    totals = [0] * 6
+    delivered = False
+    for c in campaigns:
+        counts = _campaign_day(c.campaign_id, c.status, c.spend_basis, c.overspends, day)
+        if counts is None:
+            continue
+        delivered = True
+        for index, value in enumerate(
+            (counts.impressions, counts.clicks, counts.spend_minor, counts.purchases, counts.leads,
+             counts.purchase_value_minor)
+        ):  # fmt: skip
+            totals[index] += value
+    if not delivered:
+        return None
+    return DayCounts(*totals), {"account_id": account.account_id}
+
+
+def _counts_row(counts: Any, ids: dict[str, str], currency: str, first: date, last: date) -> dict[str, object]:
+    row: dict[str, object] = {
+        **ids,
+        "date_start": first.isoformat(),
+        "date_stop": last.isoformat(),
+        "impressions": str(counts.impressions),
+        "clicks": str(counts.clicks),
+        "spend": format_minor(counts.spend_minor, currency),
+    }
+    actions = [{"action_type": "link_click", "value": str(counts.clicks)}]
+    values = []
+    if counts.purchases:
+        actions += [{"action_type": t, "value": str(counts.purchases)} for t in PURCHASE_ACTION_TYPES]
+        values += [
+            {"action_type": t, "value": format_minor(counts.purchase_value_minor, currency)}
+            for t in PURCHASE_ACTION_TYPES
+        ]
+    if counts.leads:
+        actions += [{"action_type": t, "value": str(counts.leads)} for t in LEAD_ACTION_TYPES]
+    row["actions"] = actions
+    if values:
+        row["action_values"] = values
+    return row
 
 
 def _insight_rows(
-    campaigns: list[SandboxCampaign], currency: str, since: date, start: int, end: int
+    request: _InsightsRequest, currency: str, start: int, end: int
 ) -> Iterator[tuple[int, dict[str, object]]]:
-    per_day = len(campaigns)
+    """Rows from cell ``start`` on: daily cells walk (day x object), day-major; all_days cells
+    are the objects, each summed over the days."""
+    per_day = len(request.objects)
+    last_day = request.since + timedelta(days=max(0, request.day_count - 1))
     for index in range(start, end):
-        day_offset, campaign_index = divmod(index, per_day)
-        row = daily_insight(campaigns[campaign_index], currency, since + timedelta(days=day_offset))
-        if row is not None:
-            yield index, row
+        if request.daily:
+            day_offset, position = divmod(index, per_day)
+            day = request.since + timedelta(days=day_offset)
+            found = _object_counts(request.level, request.objects[position], day)
+            if found is not None:
+                yield index, _counts_row(found[0], found[1], currency, day, day)
+            continue
+        totals, ids = [0] * 6, None
+        for offset in range(request.day_count):
+            found = _object_counts(request.level, request.objects[index], request.since + timedelta(days=offset))
+            if found is None:
+                continue
+            counts, ids = found
+            for k, value in enumerate(
+                (counts.impressions, counts.clicks, counts.spend_minor, counts.purchases, counts.leads,
+                 counts.purchase_value_minor)
+            ):  # fmt: skip
+                totals[k] += value
+        if ids is not None:
+            yield index, _counts_row(DayCounts(*totals), ids, currency, request.since, last_day)
 
 
 class GraphHandler(BaseHTTPRequestHandler):
@@ -425,7 +732,8 @@ class GraphHandler(BaseHTTPRequestHandler):
                 account = state.account_of(node)
             account_id = account.account_id if account else None
             self._apply_faults(state, parts, account_id)
-            status, body = meta_oauth.route(self, state, method, parts, params)  # logins, then _route
+            state.check_token(params, self.headers.get("Authorization", ""))
+            status, body = self._route(state, method, parts, params)
             if body is None:  # timeout_after_accept: the work is done, the answer never comes
                 self.close_connection = True
                 return
@@ -490,21 +798,49 @@ class GraphHandler(BaseHTTPRequestHandler):
             if edge == "owned_ad_accounts":
                 with state.lock:
                     nodes = [_account_node(a) for a in data.accounts.values() if a.business_id == data.business_id]
-                return HTTPStatus.OK, self._list_page(nodes, params)
+                return HTTPStatus.OK, self._list_page(nodes, params, ACCOUNT_FIELDS, "AdAccount")
         if node.startswith("act_") and node[4:] in data.accounts and method == "GET":
             account = data.accounts[node[4:]]
             if not edge:
-                return HTTPStatus.OK, _select(_account_node(account), params)
+                return HTTPStatus.OK, _select_known(_account_node(account), params, ACCOUNT_FIELDS, "AdAccount")
             if edge == "campaigns":
                 return HTTPStatus.OK, self._campaigns(state, account, params)
+            if edge == "adsets":
+                with state.lock:
+                    adsets = [a for c in account.campaign_ids for a in data.adsets_of(data.campaigns[c])]
+                return HTTPStatus.OK, self._adsets(state, adsets, params)
             if edge == "insights":
                 return HTTPStatus.OK, self._insights(state, account, params)
-        if node in data.campaigns and not edge:
-            if method == "GET":
+        if node in data.campaigns:
+            campaign = data.campaigns[node]
+            account = data.accounts[campaign.account_id]
+            if method == "GET" and not edge:
                 with state.lock:
-                    return HTTPStatus.OK, _select(_campaign_node(data.campaigns[node]), params)
-            if method == "POST":
-                self._update_campaign(state, data.campaigns[node], params)
+                    return HTTPStatus.OK, _select_known(
+                        _campaign_node(state, campaign), params, CAMPAIGN_FIELDS, "Campaign"
+                    )
+            if method == "GET" and edge == "adsets":
+                with state.lock:
+                    adsets = data.adsets_of(campaign)
+                return HTTPStatus.OK, self._adsets(state, adsets, params)
+            if method == "GET" and edge == "insights":
+                return HTTPStatus.OK, self._insights(state, account, params, campaign=campaign)
+            if method == "POST" and not edge:
+                self._update(state, campaign, None, params)
+                if state.faults.roll(state.faults.timeout_after_accept):
+                    return HTTPStatus.OK, None
+                return HTTPStatus.OK, {"success": True}
+        if node in data.adsets:
+            adset = data.adsets[node]
+            campaign = data.campaigns[adset.campaign_id]
+            account = data.accounts[adset.account_id]
+            if method == "GET" and not edge:
+                with state.lock:
+                    return HTTPStatus.OK, _select_known(_adset_node(state, adset), params, ADSET_FIELDS, "AdSet")
+            if method == "GET" and edge == "insights":
+                return HTTPStatus.OK, self._insights(state, account, params, campaign=campaign, adset=adset)
+            if method == "POST" and not edge:
+                self._update(state, campaign, adset, params)
                 if state.faults.roll(state.faults.timeout_after_accept):
                     return HTTPStatus.OK, None
                 return HTTPStatus.OK, {"success": True}
@@ -518,7 +854,15 @@ class GraphHandler(BaseHTTPRequestHandler):
     def _base_url(self) -> str:
         return f"http://{self.headers.get('Host', '127.0.0.1')}"
 
-    def _list_page(self, items: list[dict[str, Any]], params: dict[str, str]) -> dict[str, Any]:
+    def _list_page(
+        self,
+        items: list[dict[str, Any]],
+        params: dict[str, str],
+        known: frozenset[str] | None = None,
+        node_type: str = "",
+    ) -> dict[str, Any]:
+        if known is not None:
+            _wanted_fields(params, known, node_type)  # refuse an unknown field even on an empty page
         start = _decode_cursor(params["after"]) if params.get("after") else 0
         end = min(len(items), start + _page_size(params))
         body: dict[str, Any] = {
@@ -535,22 +879,41 @@ class GraphHandler(BaseHTTPRequestHandler):
         )
         with state.lock:
             nodes = [
-                _campaign_node(state.data.campaigns[c])
+                _campaign_node(state, state.data.campaigns[c])
                 for c in account.campaign_ids
                 if state.data.campaigns[c].status in statuses
             ]
-        return self._list_page(nodes, params)
+        return self._list_page(nodes, params, CAMPAIGN_FIELDS, "Campaign")
 
-    def _insights(self, state: MetaSandboxState, account: SandboxAccount, params: dict[str, str]) -> dict[str, Any]:
-        campaigns, since, day_count = _insights_cells(state, account, params)
-        total = len(campaigns) * day_count
+    def _adsets(self, state: MetaSandboxState, adsets: list[SandboxAdSet], params: dict[str, str]) -> dict[str, Any]:
+        statuses = (
+            set(_json_param(params, "effective_status")) if "effective_status" in params else DEFAULT_ADSET_STATUSES
+        )
+        with state.lock:
+            nodes = [_adset_node(state, a) for a in adsets]
+        nodes = [n for n in nodes if n["effective_status"] in statuses]
+        return self._list_page(nodes, params, ADSET_FIELDS, "AdSet")
+
+    def _insights(
+        self,
+        state: MetaSandboxState,
+        account: SandboxAccount,
+        params: dict[str, str],
+        *,
+        campaign: SandboxCampaign | None = None,
+        adset: SandboxAdSet | None = None,
+    ) -> dict[str, Any]:
+        wanted = set(_wanted_fields(params, INSIGHT_FIELDS, "AdsInsights")) | {"date_start", "date_stop"}
+        request = _insights_request(state, account, params, campaign=campaign, adset=adset)
+        total = len(request.objects) * request.day_count if request.daily else len(request.objects)
+        if request.day_count == 0:
+            total = 0
         start = _decode_cursor(params["after"]) if params.get("after") else 0
         limit = _page_size(params)
-        wanted = {f for f in params.get("fields", "").split(",") if f} | {"date_start", "date_stop"}
         rows: list[dict[str, object]] = []
         end = total
-        # Walk the (day x campaign) grid from the cursor; cells without delivery yield no row.
-        for index, row in _insight_rows(campaigns, account.currency, since, start, total):
+        # Walk the cells from the cursor; cells without delivery yield no row.
+        for index, row in _insight_rows(request, account.currency, start, total):
             rows.append({k: v for k, v in row.items() if k in wanted})
             if len(rows) == limit:
                 end = index + 1
@@ -560,30 +923,131 @@ class GraphHandler(BaseHTTPRequestHandler):
             "paging": _paging(self._base_url(), urlsplit(self.path).path, params, start, end, end < total),
         }
 
-    def _update_campaign(self, state: MetaSandboxState, campaign: SandboxCampaign, params: dict[str, str]) -> None:
-        if "daily_budget" not in params:
-            return
-        raw = params["daily_budget"]
-        if not raw.isdigit() or int(raw) <= 0:
+    def _update(
+        self, state: MetaSandboxState, campaign: SandboxCampaign, adset: SandboxAdSet | None, params: dict[str, str]
+    ) -> None:
+        """POST <campaign|adset>: every check first, then (unless validate_only) the change."""
+        allowed = ADSET_UPDATE_PARAMS if adset is not None else CAMPAIGN_UPDATE_PARAMS
+        kind = "ad set" if adset is not None else "campaign"
+        for name in params:
+            if name not in allowed and name not in _CREDENTIAL_PARAMS:
+                raise _invalid_parameter(
+                    "Invalid parameter",
+                    user_title="Unknown Parameter",
+                    user_msg=f"{name} is not a parameter a {kind} update takes.",
+                    error_data={"blame_field_specs": [[name]]},
+                )
+        options = _json_param(params, "execution_options") if "execution_options" in params else []
+        if not isinstance(options, list) or any(o not in EXECUTION_OPTIONS for o in options):
+            raise _invalid_parameter(
+                f"(#100) execution_options must be a list of: {', '.join(sorted(EXECUTION_OPTIONS))}"
+            )
+        account = state.data.accounts[campaign.account_id]
+        with state.lock:
+            target: Any = adset if adset is not None else campaign
+            changes: dict[str, Any] = {}
+            if "status" in params:
+                status = params["status"]
+                if status not in STATUSES:
+                    raise _invalid_parameter(
+                        f"(#100) status must be one of the following values: {', '.join(STATUSES)}"
+                    )
+                if target.status == "DELETED" and status != "DELETED":
+                    raise _invalid_parameter(
+                        "Invalid parameter",
+                        user_title="Deleted Object",
+                        user_msg=f"This {kind} is deleted; its status cannot change.",
+                    )
+                if target.status == "ARCHIVED" and status not in ("ARCHIVED", "DELETED"):
+                    raise _invalid_parameter(
+                        "Invalid parameter",
+                        user_title="Archived Object",
+                        user_msg=f"This {kind} is archived; it can only be deleted.",
+                    )
+                changes["status"] = status
+            budgets = [name for name in ("daily_budget", "lifetime_budget") if name in params]
+            if len(budgets) > 1:
+                raise _invalid_parameter(
+                    "Invalid parameter",
+                    user_title="Two Budgets",
+                    user_msg=f"A {kind} has a daily or a lifetime budget, not both.",
+                )
+            if budgets:
+                changes[budgets[0]] = self._check_budget(
+                    state, account, campaign, adset, budgets[0], params[budgets[0]]
+                )
+            if "validate_only" in options:
+                return  # checked; nothing changes
+            for name, value in changes.items():
+                setattr(target, name, value)
+
+    def _check_budget(
+        self,
+        state: MetaSandboxState,
+        account: SandboxAccount,
+        campaign: SandboxCampaign,
+        adset: SandboxAdSet | None,
+        name: str,
+        raw: str,
+    ) -> int:
+        """The budget in minor units, or Meta's refusal."""
+        if not raw.isdigit():
             raise _invalid_parameter(
                 "Invalid parameter",
                 user_title="Invalid Budget",
-                user_msg="The daily budget must be a positive whole number in the account currency's minor unit.",
+                user_msg="The budget must be a positive whole number in the account currency's minor unit.",
             )
-        with state.lock:
-            if campaign.budget_on_ad_sets:
+        amount = int(raw)
+        target: Any = adset if adset is not None else campaign
+        if adset is None and campaign.budget_on_ad_sets:
+            raise _invalid_parameter(
+                "Invalid parameter",
+                user_title="Campaign Budget Not Enabled",
+                user_msg="This campaign's budget is set on its ad sets; change the ad set budgets instead.",
+            )
+        if adset is not None and not campaign.budget_on_ad_sets:
+            raise _invalid_parameter(
+                "Invalid parameter",
+                subcode=SUBCODE_CAMPAIGN_HOLDS_BUDGET,
+                user_title="Campaign Budget Set",
+                user_msg="This ad set's campaign holds the budget (campaign budget); change the campaign's "
+                "budget instead.",
+            )
+        other = "lifetime_budget" if name == "daily_budget" else "daily_budget"
+        if getattr(target, other) is not None:
+            has = "a lifetime" if other == "lifetime_budget" else "a daily"
+            raise _invalid_parameter(
+                "Invalid parameter",
+                user_title="Cannot Switch Budget Type",
+                user_msg=f"This {'ad set' if adset else 'campaign'} has {has} budget; "
+                f"a {'daily' if name == 'daily_budget' else 'lifetime'} budget cannot be set on it.",
+            )
+        currency = account.currency
+        minimum = meta_min_daily_budget_micros(currency) // minor_unit_micros(currency)
+        today = state.today(account)
+        if name == "lifetime_budget":
+            first, last = flight(today)
+            siblings = state.data.adsets_of(campaign)
+            position = siblings.index(adset) if adset is not None else None
+            spent = spent_minor(campaign, siblings, position, first, today)
+            if amount < spent:
                 raise _invalid_parameter(
                     "Invalid parameter",
-                    user_title="Campaign Budget Not Enabled",
-                    user_msg="This campaign's budget is set on its ad sets; change the ad set budgets instead.",
+                    subcode=SUBCODE_BELOW_AMOUNT_SPENT,
+                    user_title="Lifetime Budget Below Amount Spent",
+                    user_msg=f"The lifetime budget can't be less than what was already spent: "
+                    f"{format_minor(spent, currency)} {currency}.",
                 )
-            if campaign.lifetime_budget is not None:
-                raise _invalid_parameter(
-                    "Invalid parameter",
-                    user_title="Cannot Switch Budget Type",
-                    user_msg="This campaign has a lifetime budget; a daily budget cannot be set on it.",
-                )
-            campaign.daily_budget = int(raw)
+            minimum *= (last - first).days + 1
+        if amount < minimum:
+            raise _invalid_parameter(
+                "Invalid parameter",
+                subcode=SUBCODE_BUDGET_TOO_LOW,
+                user_title="Your Budget Is Too Low",
+                user_msg=f"The minimum {'daily' if name == 'daily_budget' else 'lifetime'} budget for this "
+                f"{'ad set' if adset else 'campaign'} is {format_minor(minimum, currency)} {currency}.",
+            )
+        return amount
 
     def _events(self, state: MetaSandboxState, params: dict[str, str]) -> dict[str, Any]:
         raw_events = _json_param(params, "data")
