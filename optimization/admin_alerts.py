@@ -106,6 +106,12 @@ class AlertSettingsAdmin(EveryAccountAdmin):
         row, _ = AlertSettings.objects.get_or_create(pk=AlertSettings.SINGLETON_ID)
         return HttpResponseRedirect(reverse("admin:optimization_alertsettings_change", args=[row.pk]))
 
+    def get_object(self, request, object_id, from_field=None):
+        # The one row exists from the first look of someone allowed to see it.
+        if str(object_id) == str(AlertSettings.SINGLETON_ID) and self.has_view_permission(request):
+            AlertSettings.objects.get_or_create(pk=AlertSettings.SINGLETON_ID)
+        return super().get_object(request, object_id, from_field)
+
     def save_model(self, request, obj: AlertSettings, form, change: bool) -> None:
         obj.updated_by_name = request.user.get_username()[:150]
         super().save_model(request, obj, form, change)

@@ -567,7 +567,6 @@ def evaluation_lock() -> Iterator[bool]:
 def monitor_cycle(*, now: datetime | None = None) -> AlertChanges | None:
     """One cycle of the alert monitor: heartbeat, canary, evaluate, send. None when another
     monitor holds the lock (this one stands by and takes over when that one stops)."""
-    close_old_connections()
     with evaluation_lock() as held:
         now = now or timezone.now()
         if not held:
@@ -586,6 +585,8 @@ def monitor_run(
     while not stop.is_set():
         started = time.monotonic()
         try:
+            # As around a request: a connection the database dropped (or too old) is replaced.
+            close_old_connections()
             changes = monitor_cycle()
         except Exception:
             logger.exception("alert monitor cycle failed; trying again", extra={"interval": interval})
