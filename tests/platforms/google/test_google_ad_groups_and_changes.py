@@ -72,7 +72,7 @@ def test_gaql_from_ad_group_honours_where_order_by_and_limit(google):
     day = _yesterday(US_ACCOUNT).isoformat()
     by_cost = _gaql(
         google,
-        "SELECT ad_group.id, metrics.cost_micros, segments.date FROM ad_group "
+        "SELECT ad_group.id, metrics.cost_micros, segments.date FROM ad_group "  # noqa: S608
         f"WHERE segments.date = '{day}' AND metrics.cost_micros > 0 ORDER BY metrics.cost_micros DESC LIMIT 5",
     )
     costs = [r.metrics.cost_micros for r in by_cost]
