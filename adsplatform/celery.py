@@ -34,6 +34,18 @@ BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # First backfills of new accounts, a chunk at a time at a low priority (campaigns/backfill.py).
+    "campaigns-backfill-accounts": {
+        "task": "campaigns.backfill_accounts",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Every connection's credentials; Meta user tokens exchanged again before they expire.
+    "connections-check": {
+        "task": "connections.check_connections",
+        "schedule": 900.0,
+        "options": {"expires": 890},
+    },
     "conversions-upload-pending": {
         "task": "conversions.upload_pending",
         "schedule": 60.0,

@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "adsplatform",
     "platforms",
     "campaigns",
+    "connections",
     "conversions",
     "webhooks",
     "optimization",
@@ -423,3 +424,20 @@ ALERT_SLACK_WEBHOOK_URL = env.str("ALERT_SLACK_WEBHOOK_URL", default="")
 # Sync windows: conversions land late, so each sync re-reads recent days.
 SYNC_LOOKBACK_DAYS_GOOGLE = env.int("SYNC_LOOKBACK_DAYS_GOOGLE", default=14)
 SYNC_LOOKBACK_DAYS_META = env.int("SYNC_LOOKBACK_DAYS_META", default=28)
+
+# Connections: the OAuth clients operators sign in through ("Connect Google Ads" / "Connect Meta";
+# with ADS_SANDBOX the sandbox's client and app are used) and how long before expiry a Meta user
+# token is exchanged again (every connection is checked every 15 minutes).
+GOOGLE_OAUTH_CLIENT_ID = env.str("GOOGLE_OAUTH_CLIENT_ID", default=GOOGLE_ADS_CLIENT_ID)
+GOOGLE_OAUTH_CLIENT_SECRET = env.str("GOOGLE_OAUTH_CLIENT_SECRET", default=GOOGLE_ADS_CLIENT_SECRET)
+GOOGLE_OAUTH_AUTHORIZE_URL = env.str(
+    "GOOGLE_OAUTH_AUTHORIZE_URL", default="https://accounts.google.com/o/oauth2/v2/auth"
+)
+GOOGLE_OAUTH_REVOKE_URL = env.str("GOOGLE_OAUTH_REVOKE_URL", default="https://oauth2.googleapis.com/revoke")
+META_OAUTH_DIALOG_URL = env.str("META_OAUTH_DIALOG_URL", default="https://www.facebook.com")
+META_TOKEN_REEXCHANGE_DAYS = env.int("META_TOKEN_REEXCHANGE_DAYS", default=10)
+# First backfill of a newly added account: this many days (per account in admin), read in chunks
+# of BACKFILL_CHUNK_DAYS at a low queue priority so scheduled syncs of other accounts go first.
+INITIAL_BACKFILL_DAYS = env.int("INITIAL_BACKFILL_DAYS", default=90)
+BACKFILL_CHUNK_DAYS = env.int("BACKFILL_CHUNK_DAYS", default=30)
+BACKFILL_MAX_CONCURRENT = env.int("BACKFILL_MAX_CONCURRENT", default=2)

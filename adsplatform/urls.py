@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("conversions.api")),
     path("", include("webhooks.api")),
     path("", include("optimization.api")),
+    path("", include("connections.api")),
     path("", include("optimization.change_api")),
     path("", include("campaigns.ad_group_api")),
 ]
@@ -23,6 +24,7 @@ urlpatterns = [
     path("readyz", ops.readyz, name="readyz"),
     path("metrics", ops.metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    path("connect/", include("connections.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as its own file (?script), so the page
     # needs no inline script under the Content-Security-Policy.

@@ -62,6 +62,7 @@ class AdAccountAdmin(AccountScopedAdmin):
     list_filter = ("platform", "is_active", "needs_attention", "currency_code")
     search_fields = ("name", "external_id", "manager_customer_id")
     readonly_fields = (*ACCOUNT_PLATFORM_FIELDS, "last_synced_at", "attention_reason", "created_at", "updated_at")
+    readonly_fields += ("connection",)  # an account changes connection through the Connect flow only
     actions = ("sync_now", "clear_attention")
     change_list_template = "admin/campaigns/adaccount/change_list.html"
 

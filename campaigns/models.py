@@ -29,6 +29,13 @@ class AdAccount(models.Model):
         max_length=32, blank=True, help_text="Google manager (login-customer-id) this account is reached through."
     )
     is_active = models.BooleanField(default=True, help_text="Inactive accounts are not synced.")
+    # The credentials the account is reached with (connections app); filled for every account.
+    connection = models.ForeignKey(
+        "connections.Connection", null=True, blank=True, on_delete=models.PROTECT, related_name="accounts"
+    )
+    initial_backfill_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Days of metrics the first backfill reads; empty: INITIAL_BACKFILL_DAYS."
+    )
     sync_interval_minutes = models.PositiveIntegerField(default=15)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     needs_attention = models.BooleanField(

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from campaigns.models import AdAccount, Campaign, CampaignStatus, DailyMetric, SyncRun
 from platforms.base import AuthError, CampaignInfo, MetricRow, PlatformError, RateLimitedError, TransientError
-from platforms.registry import get_platform
+from platforms.registry import get_platform, platform_for_account
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
     run.save(
         update_fields=["status", "started_at", "finished_at", "attempts", "campaigns_synced", "metric_rows_synced"]
     )
-    adapter = get_platform(account.platform)
+    adapter = platform_for_account(account)
     try:
         _save_progress(run, "Reading campaigns…", progress)
         run.campaigns_synced = campaign_upsert(

@@ -59,3 +59,11 @@ def sync_due_accounts() -> int:
     for account in accounts:
         services.sync_run_create(account=account, trigger=SyncRun.Trigger.SCHEDULED)
     return len(accounts)
+
+
+@shared_task(name="campaigns.backfill_accounts")
+def backfill_accounts() -> int:
+    """Beat, every minute: queue the next first-backfill chunk of the accounts still short of it."""
+    from campaigns import backfill
+
+    return backfill.backfill_enqueue_due()

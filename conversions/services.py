@@ -42,7 +42,7 @@ from platforms.base import (
     UploadResult,
     units_to_micros,
 )
-from platforms.registry import get_platform
+from platforms.registry import platform_for_account
 
 logger = logging.getLogger(__name__)
 
@@ -786,7 +786,7 @@ def _upload_batch(rows: list[Conversion], summary: UploadSummary) -> str:
     first = rows[0]
     claimed_at = first.claimed_at
     platform = first.platform
-    adapter = get_platform(platform)
+    adapter = platform_for_account(first.account)
     if platform == Platform.GOOGLE:
         items: list[Any] = [_click_conversion(r) for r in rows]
         destination = ""

@@ -33,7 +33,7 @@ from optimization.conf import setting
 from optimization.models import OptimizationRun
 from platforms.base import BudgetUpdate, ChangeTarget, PlatformError, StatusUpdate, TransientError, minor_unit_micros
 from platforms.budget_rules import minimum_daily_budget_micros
-from platforms.registry import get_platform
+from platforms.registry import platform_for_account
 
 logger = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ def status_change_check(*, target: Target, new_status: str, reason: str) -> None
 def read_platform(target: Target) -> PlatformView:
     """The target as the platform sees it now; platform errors propagate as they are."""
     account = target.account
-    adapter = get_platform(account.platform)
+    adapter = platform_for_account(account)
     if target.ad_group is not None:
         group = adapter.get_ad_group(account, target.ad_group.external_id)
         return PlatformView(
@@ -624,13 +624,13 @@ def status_change_preview(
 
 def _send_budget(target: Target, period: str, micros: int, *, validate_only: bool) -> BudgetUpdate:
     amounts = {budget_field(period): micros}
-    return get_platform(target.account.platform).update_budget(
+    return platform_for_account(target.account).update_budget(
         target.account, target.platform_target(), validate_only=validate_only, **amounts
     )
 
 
 def _send_status(target: Target, status: str, *, validate_only: bool) -> StatusUpdate:
-    return get_platform(target.account.platform).update_status(
+    return platform_for_account(target.account).update_status(
         target.account, target.platform_target(), status, validate_only=validate_only
     )
 

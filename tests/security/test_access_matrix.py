@@ -152,6 +152,7 @@ def _write(allowed: int, *, service_key: int = 401) -> dict[str, tuple[int, int]
 
 PUBLIC = _same(dict.fromkeys(CALLERS, 200))
 NO_SECRET = _same(dict.fromkeys(CALLERS, 401))  # machine receivers: a JWT does not open them
+BROWSER_ONLY = _same(dict.fromkeys(CALLERS, 302))  # staff session pages: to the admin login
 MATRIX: dict[str, tuple[Request, dict[str, tuple[int, int]]]] = {
     "healthz": (("get", lambda s: "/healthz", None), PUBLIC),
     "readyz": (("get", lambda s: "/readyz", None), PUBLIC),
@@ -244,6 +245,24 @@ MATRIX: dict[str, tuple[Request, dict[str, tuple[int, int]]]] = {
         _write(409),  # allowed, but the run is not a proposal
     ),
     "alert-list": (("get", lambda s: "/api/v1/alerts/", None), _same(JWT_READ)),
+    "connection-list": (
+        ("get", lambda s: "/api/v1/connections/", None),
+        _same({**JWT_READ, VIEWER: 403, ADVERTISER: 403}),  # the admin role (own accounts' connections)
+    ),
+    # The browser flows take a staff session, never a token: every API caller goes to the login page.
+    **{
+        name: ((method, path, None), BROWSER_ONLY)
+        for name, method, path in (
+            ("connect-google", "get", lambda s: "/connect/google/"),
+            ("connect-google-callback", "get", lambda s: "/connect/google/callback?state=x&code=y"),
+            ("connect-google-service-account", "get", lambda s: "/connect/google/service-account/"),
+            ("connect-meta", "get", lambda s: "/connect/meta/"),
+            ("connect-meta-callback", "get", lambda s: "/connect/meta/callback?state=x&code=y"),
+            ("connect-meta-system-user", "get", lambda s: "/connect/meta/system-user/"),
+            ("connect-accounts", "get", lambda s: f"/connect/{s.google.connection_id}/accounts/"),
+            ("connect-disconnect", "post", lambda s: f"/connect/{s.google.connection_id}/disconnect/"),
+        )
+    },
 }
 
 # What each list shows: the ids of one side's rows in a list answer.
@@ -355,6 +374,9 @@ ACTION_ROLE = {
     ("axes.accessattempt", "cleanup_expired_attempts"): "superuser",
     ("axes.accesslog", "delete_selected"): "superuser",
     ("axes.accessfailurelog", "delete_selected"): "superuser",
+    # Connections reach accounts for everyone: connecting and disconnecting is for admins of all.
+    ("connections.connection", "check_health"): "every-account admin",
+    ("connections.connection", "disconnect"): "every-account admin",
 }
 RANK = {VIEWER: 1, ADVERTISER: 2, ADMIN: 3}
 

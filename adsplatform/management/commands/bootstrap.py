@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand
 
 # Each app may offer a `bootstrap.run(stdout)` that seeds what it needs (keys, sources,
 # sandbox accounts); they run in this order, each idempotent.
-_APP_BOOTSTRAPS = ("campaigns", "conversions", "webhooks", "optimization")
+_APP_BOOTSTRAPS = ("connections", "campaigns", "conversions", "webhooks", "optimization")
 
 
 class Command(BaseCommand):
