@@ -373,9 +373,11 @@ def connection_pick_accounts(*, connection: Connection, external_ids: list[str],
 
 
 def _resume_accounts(connection: Connection) -> int:
-    return AdAccount.objects.filter(
-        connection=connection, needs_attention=True, attention_reason__startswith=PAUSED_PREFIX
-    ).update(needs_attention=False, attention_reason="", updated_at=timezone.now())
+    """New credentials work (they were just checked): every account of the connection flagged for
+    credentials resumes its scheduled syncs, whether paused here or by its own failed sync."""
+    return AdAccount.objects.filter(connection=connection, needs_attention=True).update(
+        needs_attention=False, attention_reason="", updated_at=timezone.now()
+    )
 
 
 # --- Health -------------------------------------------------------------------------------------------
@@ -388,8 +390,35 @@ def connection_credentials_refused(platform: str, connection_id: int | None, err
         if connection_id is None
         else Connection.objects.filter(pk=connection_id).first()
     )
-    if connection is not None:
-        connection_flag(connection=connection, reason=f"{type(error).__name__}: {error}")
+    if connection is None or connection.status != Connection.Status.ACTIVE:
+        return
+    if not registry.credentials_rejected(error):
+        confirmed = _refusal_confirmed(connection)
+        if confirmed is None:
+            return  # the credentials still refresh: a passing refusal, not a revoked grant
+        error = confirmed
+    connection_flag(connection=connection, reason=f"{type(error).__name__}: {error}")
+
+
+def _refusal_confirmed(connection: Connection) -> AuthError | None:
+    """Try the credentials with a fresh adapter (a new token refresh): the refusal it gets, if
+    the platform refuses the credentials themselves."""
+    if connection.kind == Connection.Kind.ENVIRONMENT:
+        config = registry.google_config() if connection.platform == Platform.GOOGLE else registry.meta_config()
+    else:
+        config = connection.adapter_config()
+    adapter = registry.build_adapter(config)
+    try:
+        adapter.check_credentials()
+    except AuthError as exc:
+        return exc if registry.credentials_rejected(exc) else None
+    except PlatformError:
+        return None
+    finally:
+        close = getattr(adapter, "close", None)
+        if callable(close):
+            close()
+    return None
 
 
 def connection_flag(*, connection: Connection, reason: str) -> bool:
@@ -498,7 +527,8 @@ def connection_check(
     try:
         registry.platform_for(connection).check_credentials()
     except AuthError as exc:
-        if registry.credentials_rejected(exc):
+        connection.refresh_from_db(fields=["status"])
+        if connection.status == Connection.Status.NEEDS_RECONNECT:
             report.flagged += 1  # flagged by the registry's handler on its way here
         else:
             Connection.objects.filter(pk=connection.pk).update(last_checked_at=now, status_reason=str(exc)[:2000])

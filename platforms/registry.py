@@ -248,8 +248,19 @@ def credentials_rejected(error: AuthError) -> bool:
     return False
 
 
+def credentials_suspect(error: AuthError) -> bool:
+    """A Google access token refused mid-call: a revoked grant looks like this until the next
+    refresh says ``invalid_grant``, so the handler confirms with a fresh refresh before flagging."""
+    return error.platform == "google" and (error.code or "").upper() in {
+        "OAUTH_TOKEN_INVALID",
+        "OAUTH_TOKEN_EXPIRED",
+        "OAUTH_TOKEN_REVOKED",
+        "UNAUTHENTICATED",
+    }
+
+
 def _report(platform: str, connection_id: int | None, error: AuthError) -> None:
-    if not credentials_rejected(error):
+    if not (credentials_rejected(error) or credentials_suspect(error)):
         return
     for handler in list(_auth_failure_handlers):
         try:
