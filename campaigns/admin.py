@@ -1,8 +1,16 @@
-"""Operator screens for accounts, campaigns, metrics and sync runs; actions call services."""
+"""Operator screens for accounts, campaigns, ad groups, metrics and sync runs; actions call services.
+
+What the platforms own (accounts' identity, campaigns, ad groups / ad sets, daily metrics) is
+shown here and never edited: a value typed in admin would change nothing on the platform and
+the next sync would put it back. Budgets and status change through the guarded forms the
+optimization app adds to these screens (they push to the platform and keep an audit trail).
+"""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
@@ -18,8 +26,17 @@ from django.utils.timesince import timesince
 
 from campaigns import access, services
 from campaigns.admin_scoping import AccountScopedAdmin
-from campaigns.models import AccountAccess, AdAccount, Campaign, DailyMetric, SyncRun
-from platforms.base import PlatformError
+from campaigns.models import (
+    AccountAccess,
+    AdAccount,
+    AdGroup,
+    AdGroupDailyMetric,
+    BudgetLevel,
+    Campaign,
+    DailyMetric,
+    SyncRun,
+)
+from platforms.base import PlatformError, minor_unit_micros
 
 SPARKLINE_DAYS = 30
 # The templates below render charts through the project's template tags (adsplatform), so this
@@ -28,10 +45,52 @@ SPARKLINE_TEMPLATE = "admin/campaigns/campaign/spend_sparkline.html"
 PACING_TEMPLATE = "admin/campaigns/campaign/budget_pacing.html"
 
 
-def money(micros: int | None, currency: str = "") -> str:
+def money(micros: int | Decimal | None, currency: str = "") -> str:
+    """An amount in the account's currency with its own decimals (JPY none, USD two, KWD three):
+    the rule of optimization.changes.format_money, kept here because this app sits below it."""
     if micros is None:
         return "—"
-    return f"{micros / 1_000_000:,.2f} {currency}".strip()
+    unit = minor_unit_micros(currency) if currency else 10_000
+    places = 0 if unit >= 1_000_000 else (3 if unit == 1_000 else 2)
+    return f"{Decimal(micros) / 1_000_000:,.{places}f} {currency}".strip()
+
+
+def budget_text(obj: Campaign | AdGroup) -> str:
+    """Where the budget is and how much: "50.00 USD / day", "1,200 JPY lifetime", "on its ad sets"."""
+    currency = obj.account.currency_code
+    if isinstance(obj, Campaign) and obj.budget_level == BudgetLevel.AD_GROUP:
+        return "on its ad sets"
+    lifetime = obj.budget_micros if isinstance(obj, Campaign) else obj.lifetime_budget_micros
+    if obj.daily_budget_micros is not None:
+        shared = " (shared)" if isinstance(obj, Campaign) and obj.budget_is_shared else ""
+        return f"{money(obj.daily_budget_micros, currency)} / day{shared}"
+    if lifetime is not None:
+        return f"{money(lifetime, currency)} lifetime"
+    if isinstance(obj, AdGroup):
+        return "on its campaign" if obj.platform == "meta" else "on its campaign (ad groups have none)"
+    return "—"
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown under their parent, never added, edited or deleted here. Seeing them follows
+    the parent page (already scoped to the user's accounts), not Django's model permissions,
+    which the roles replace."""
+
+    extra = 0
+    max_num = 0
+    can_delete = False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 # What the platform owns about an account: shown, never edited here (the next sync would undo it).
@@ -133,18 +192,37 @@ class AdAccountAdmin(AccountScopedAdmin):
         return HttpResponseRedirect(reverse("admin:campaigns_adaccount_changelist"))
 
 
-class DailyMetricInline(admin.TabularInline):
+class DailyMetricInline(ReadOnlyInline):
     model = DailyMetric
-    extra = 0
-    can_delete = False
-    fields = ("date", "impressions", "clicks", "cost_micros", "conversions", "conversion_value_micros")
+    fields = ("date", "impressions", "clicks", "cost", "conversions", "conversion_value")
     readonly_fields = fields
-    max_num = 0
     verbose_name_plural = "Recent daily metrics"
 
     def get_queryset(self, request):
-        since = _first_day_in_account_dates(days=15, zone_field="campaign__account__time_zone")
-        return super().get_queryset(request).filter(date__gte=since).order_by("-date")
+        parent = self.fk_name or "campaign"
+        since = _first_day_in_account_dates(days=15, zone_field=f"{parent}__account__time_zone")
+        return (
+            super().get_queryset(request).select_related(f"{parent}__account").filter(date__gte=since).order_by("-date")
+        )
+
+    @admin.display(description="Cost")
+    def cost(self, row) -> str:
+        return money(row.cost_micros, self._currency(row))
+
+    @admin.display(description="Conversion value")
+    def conversion_value(self, row) -> str:
+        return money(row.conversion_value_micros, self._currency(row))
+
+    def _currency(self, row) -> str:
+        return row.campaign.account.currency_code
+
+
+class AdGroupDailyMetricInline(DailyMetricInline):
+    model = AdGroupDailyMetric
+    fk_name = "ad_group"
+
+    def _currency(self, row) -> str:
+        return row.ad_group.account.currency_code
 
 
 def _first_day_in_account_dates(*, days: int, zone_field: str) -> Case:
@@ -161,6 +239,8 @@ def _first_day_in_account_dates(*, days: int, zone_field: str) -> Case:
 
 
 def _spend_since(days: int):
+    """Spend of the last ``days`` account days; campaigns and ad groups both name their metrics
+    ``daily_metrics`` and their account ``account``."""
     since = _first_day_in_account_dates(days=days, zone_field="account__time_zone")
     return Coalesce(
         Sum("daily_metrics__cost_micros", filter=Q(daily_metrics__date__gte=since)),
@@ -193,11 +273,47 @@ class CampaignChangeList(ChangeList):
         _attach_spend_series(list(self.result_list))  # the page's queryset caches what it loaded
 
 
+class AdGroupInline(ReadOnlyInline):
+    """The campaign's ad groups / ad sets, each a link to its own page (budget, pause, metrics)."""
+
+    model = AdGroup
+    fk_name = "campaign"
+    fields = ("ad_group", "status", "budget", "spend_7d")
+    readonly_fields = fields
+    verbose_name = "ad group / ad set"
+    verbose_name_plural = "Ad groups / ad sets"
+
+    def get_queryset(self, request):
+        return (
+            super().get_queryset(request).select_related("account").annotate(spend_7=_spend_since(7)).order_by("name")
+        )
+
+    @admin.display(description="Ad group / ad set")
+    def ad_group(self, obj: AdGroup) -> str:
+        return format_html('<a href="{}">{}</a>', reverse("admin:campaigns_adgroup_change", args=[obj.pk]), obj.name)
+
+    @admin.display(description="Budget")
+    def budget(self, obj: AdGroup) -> str:
+        return budget_text(obj)
+
+    @admin.display(description="Spend 7d")
+    def spend_7d(self, obj: AdGroup) -> str:
+        return money(getattr(obj, "spend_7", None), obj.account.currency_code)
+
+
+# Shown on a campaign's page: every field the platform owns, read-only, money in its currency.
+CAMPAIGN_FIELDSETS = (
+    (None, {"fields": ("name", "account", "platform", "external_id", "status", "synced_at")}),
+    ("Budget", {"fields": ("budget", "budget_where", "lifetime", "budget_pacing")}),
+    ("Record", {"classes": ("collapse",), "fields": ("id", "budget_external_id", "created_at", "updated_at")}),
+)
+
+
 @admin.register(Campaign)
 class CampaignAdmin(AccountScopedAdmin):
     """Synced from the platforms: every field is the platform's, so the page is read-only (a name
-    or status edited here would be put back by the next sync). Budgets change through the
-    budget form (optimization), which pushes them to the platform."""
+    or status edited here would be put back by the next sync). Budgets and status change through
+    the forms the optimization app adds, which push to the platform."""
 
     change_role = None
     add_role = None
@@ -207,44 +323,33 @@ class CampaignAdmin(AccountScopedAdmin):
         "platform",
         "account",
         "status",
-        "daily_budget",
-        "budget_is_shared",
+        "budget",
         "spend_7d",
         "spend_30d",
         "spend_trend",
         "synced_at",
     )
-    list_filter = ("platform", "status", "budget_is_shared", ("account", admin.RelatedOnlyFieldListFilter))
+    list_filter = (
+        "platform",
+        "status",
+        "budget_level",
+        "budget_is_shared",
+        ("account", admin.RelatedOnlyFieldListFilter),
+    )
     search_fields = ("name", "external_id", "account__name")
     list_select_related = ("account",)
-    readonly_fields = (
-        "id",
-        "account",
-        "platform",
-        "external_id",
-        "budget_external_id",
-        "budget_is_shared",
-        "synced_at",
-        "created_at",
-        "updated_at",
-        "budget_pacing",
-    )
-    inlines = (DailyMetricInline,)
+    fieldsets = CAMPAIGN_FIELDSETS
+    inlines = (AdGroupInline, DailyMetricInline)
+
+    def get_readonly_fields(self, request, obj=None):
+        # Every field, whatever the role: nothing on this page is typed in.
+        return [name for _title, options in self.get_fieldsets(request, obj) for name in options["fields"]]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(spend_7=_spend_since(7), spend_30=_spend_since(30))
 
     def get_changelist(self, request, **kwargs):
         return CampaignChangeList
-
-    def get_fields(self, request, obj=None):
-        """The pacing context right after the daily budget (and a subclass's budget tools after it)."""
-        fields = [name for name in super().get_fields(request, obj) if name not in ("budget_pacing", "budget_tools")]
-        extras = [name for name in ("budget_pacing", "budget_tools") if name in self.get_readonly_fields(request, obj)]
-        if obj is None:
-            extras = [name for name in extras if name != "budget_pacing"]
-        anchor = fields.index("daily_budget_micros") + 1 if "daily_budget_micros" in fields else len(fields)
-        return [*fields[:anchor], *extras, *fields[anchor:]]
 
     @admin.display(description="Spend, last 30 days")
     def spend_trend(self, obj: Campaign) -> SafeString | str:
@@ -280,7 +385,7 @@ class CampaignAdmin(AccountScopedAdmin):
             {
                 "campaign": obj,
                 "today": today,
-                "daily_budget": money(obj.daily_budget_micros, currency),
+                "daily_budget": budget_text(obj),
                 "spend_today": money(spend.get(today, 0), currency),
                 "spend_today_share": _share(spend.get(today, 0), obj.daily_budget_micros),
                 "spend_month": money(month_spend, currency),
@@ -291,9 +396,29 @@ class CampaignAdmin(AccountScopedAdmin):
             },
         )
 
-    @admin.display(description="Daily budget", ordering="daily_budget_micros")
-    def daily_budget(self, obj: Campaign) -> str:
-        return money(obj.daily_budget_micros, obj.account.currency_code)
+    @admin.display(description="Budget", ordering="daily_budget_micros")
+    def budget(self, obj: Campaign) -> str:
+        return budget_text(obj)
+
+    @admin.display(description="Budget lives")
+    def budget_where(self, obj: Campaign) -> str:
+        if obj.budget_level == BudgetLevel.AD_GROUP:
+            return "On the campaign's ad sets (Meta ad set budgets): each ad set below has its own."
+        if obj.budget_is_shared:
+            return "On a Google budget shared with other campaigns: changing it changes theirs too."
+        return "On the campaign."
+
+    @admin.display(description="Lifetime budget")
+    def lifetime(self, obj: Campaign) -> str:
+        if obj.budget_micros is None:
+            return "—"
+        currency = obj.account.currency_code
+        parts = [money(obj.budget_micros, currency)]
+        if obj.budget_remaining_micros is not None:
+            parts.append(f"{money(obj.budget_remaining_micros, currency)} left")
+        if obj.end_time:
+            parts.append(f"ends {timezone.localtime(obj.end_time):%Y-%m-%d %H:%M}")
+        return " · ".join(parts)
 
     @admin.display(description="Spend 7d", ordering="spend_7")
     def spend_7d(self, obj: Campaign) -> str:
@@ -304,27 +429,123 @@ class CampaignAdmin(AccountScopedAdmin):
         return money(obj.spend_30, obj.account.currency_code)
 
 
+class AdGroupCampaignFilter(admin.SimpleListFilter):
+    """By campaign. An account can hold thousands: the choices are the chosen account's
+    campaigns (or the first hundred by name), plus the campaign already chosen."""
+
+    title = "campaign"
+    parameter_name = "campaign"
+    LIMIT = 100
+
+    def lookups(self, request, model_admin):
+        campaigns = access.scope_queryset(Campaign.objects.filter(ad_groups__isnull=False), request.user).distinct()
+        account = request.GET.get("account__id__exact", "")
+        if account.isdigit():
+            campaigns = campaigns.filter(account_id=int(account))
+        choices = list(campaigns.order_by("name").values_list("pk", "name")[: self.LIMIT])
+        chosen = self._chosen()
+        if chosen and all(pk != chosen for pk, _ in choices):
+            choices += list(
+                access.scope_queryset(Campaign.objects.filter(pk=chosen), request.user).values_list("pk", "name")
+            )
+        return [(str(pk), name) for pk, name in choices]
+
+    def _chosen(self) -> uuid.UUID | None:
+        try:
+            return uuid.UUID(self.value()) if self.value() else None
+        except ValueError:
+            return None
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        chosen = self._chosen()
+        return queryset.filter(campaign_id=chosen) if chosen else queryset.none()
+
+
+AD_GROUP_FIELDSETS = (
+    (None, {"fields": ("name", "campaign_link", "account", "platform", "external_id", "status", "synced_at")}),
+    ("Budget", {"fields": ("budget", "lifetime")}),
+    ("Record", {"classes": ("collapse",), "fields": ("id", "created_at", "updated_at")}),
+)
+
+
+@admin.register(AdGroup)
+class AdGroupAdmin(AccountScopedAdmin):
+    """Google ad groups and Meta ad sets, synced like campaigns and read-only like them: a Meta
+    ad-set budget and every status change go through the optimization app's forms."""
+
+    change_role = None
+    add_role = None
+    delete_role = None
+    list_display = ("name", "campaign_link", "account", "platform", "status", "budget", "spend_7d", "synced_at")
+    list_filter = (
+        AdGroupCampaignFilter,
+        ("account", admin.RelatedOnlyFieldListFilter),
+        "platform",
+        "status",
+    )
+    search_fields = ("name", "external_id", "campaign__name")
+    list_select_related = ("campaign", "account")
+    fieldsets = AD_GROUP_FIELDSETS
+    inlines = (AdGroupDailyMetricInline,)
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [name for _title, options in self.get_fieldsets(request, obj) for name in options["fields"]]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(spend_7=_spend_since(7))
+
+    @admin.display(description="Campaign", ordering="campaign__name")
+    def campaign_link(self, obj: AdGroup) -> str:
+        url = reverse("admin:campaigns_campaign_change", args=[obj.campaign_id])
+        return format_html('<a href="{}">{}</a>', url, obj.campaign.name)
+
+    @admin.display(description="Budget", ordering="daily_budget_micros")
+    def budget(self, obj: AdGroup) -> str:
+        return budget_text(obj)
+
+    @admin.display(description="Lifetime budget")
+    def lifetime(self, obj: AdGroup) -> str:
+        if obj.lifetime_budget_micros is None:
+            return "—"
+        currency = obj.account.currency_code
+        parts = [money(obj.lifetime_budget_micros, currency)]
+        if obj.budget_remaining_micros is not None:
+            parts.append(f"{money(obj.budget_remaining_micros, currency)} left")
+        if obj.end_time:
+            parts.append(f"ends {timezone.localtime(obj.end_time):%Y-%m-%d %H:%M}")
+        return " · ".join(parts)
+
+    @admin.display(description="Spend 7d", ordering="spend_7")
+    def spend_7d(self, obj: AdGroup) -> str:
+        return money(getattr(obj, "spend_7", None), obj.account.currency_code)
+
+
 @admin.register(DailyMetric)
 class DailyMetricAdmin(AccountScopedAdmin):
     account_field = "campaign__account"
     change_role = None
     add_role = None
     delete_role = None
-    list_display = (
-        "campaign",
-        "date",
-        "impressions",
-        "clicks",
-        "cost_micros",
-        "conversions",
-        "conversion_value_micros",
-    )
+    list_display = ("campaign", "date", "impressions", "clicks", "cost", "conversions", "conversion_value")
     list_filter = ("campaign__platform", "date")
     search_fields = ("campaign__name", "campaign__external_id")
-    list_select_related = ("campaign",)
+    list_select_related = ("campaign__account",)
     date_hierarchy = "date"
     raw_id_fields = ("campaign",)
     show_full_result_count = False
+    fields = ("campaign", "date", "impressions", "clicks", "cost", "conversions", "conversion_value", "updated_at")
+    readonly_fields = fields
+
+    @admin.display(description="Cost", ordering="cost_micros")
+    def cost(self, row: DailyMetric) -> str:
+        return money(row.cost_micros, row.campaign.account.currency_code)
+
+    @admin.display(description="Conversion value", ordering="conversion_value_micros")
+    def conversion_value(self, row: DailyMetric) -> str:
+        return money(row.conversion_value_micros, row.campaign.account.currency_code)
 
 
 def _share(part: int, whole: int | None) -> str:

@@ -1,199 +1,82 @@
-"""Operator screens: budget changes (append-only), the budget form on campaigns, proposals, alerts.
+"""Operator screens: change records (append-only), proposals and the optimizer, alerts, guardrails.
 
-The campaign screen is the campaigns app's, extended here so the budget form can call this
-app's services without campaigns knowing about optimization.
+The campaign and ad group screens are the campaigns app's, extended in
+``optimization.admin_changes`` with the budget form, pause / enable and the bulk status actions,
+so that campaigns knows nothing about optimization.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from decimal import Decimal
 
-from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.http import HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
 
 from campaigns import access
-from campaigns.admin import CampaignAdmin
 from campaigns.admin_scoping import AccountScopedAdmin
 from campaigns.models import Campaign
-from campaigns.services import account_today
-from optimization import changes, selectors, services
+from optimization import admin_changes, changes, optimizer, selectors, services
+from optimization.admin_forms import OptimizerRunForm, UnitsAsMicrosField
 from optimization.models import AccountBudgetSettings, Alert, GuardrailChange, OptimizationRun
-
-MICROS_PER_UNIT = 1_000_000
-
-
-class UnitsAsMicrosField(forms.DecimalField):
-    """Shows and takes an amount in currency units; cleans to integer micros for the model."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("max_digits", 18)
-        kwargs.setdefault("decimal_places", 6)
-        super().__init__(**kwargs)
-
-    def prepare_value(self, value):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return (Decimal(value) / MICROS_PER_UNIT).normalize()
-        return value
-
-    def clean(self, value):
-        amount = super().clean(value)
-        if amount is None:
-            return None
-        return int(amount * MICROS_PER_UNIT)
-
-
-class BudgetChangeForm(forms.Form):
-    daily_budget = UnitsAsMicrosField(label="New daily budget", help_text="In the account currency, e.g. 125.50.")
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Required; kept in the audit trail.")
-    confirm_large_change = forms.BooleanField(
-        required=False, label="Confirm a change beyond ±50% of the current budget"
-    )
-    confirm_shared_budget = forms.BooleanField(
-        required=False, label="Confirm changing a budget shared with other campaigns"
-    )
-
-    # Service error fields → the form field that shows them.
-    FIELD_OF_ERROR = {
-        "daily_budget_micros": "daily_budget",
-        "reason": "reason",
-        "confirm_large_change": "confirm_large_change",
-        "confirm_shared_budget": "confirm_shared_budget",
-    }
-
-    def add_service_error(self, error: ValidationError) -> None:
-        for name, errors in error.message_dict.items():
-            self.add_error(self.FIELD_OF_ERROR.get(name), errors)
 
 
 def _money(micros: int | None, currency: str) -> str:
     return changes.format_money(micros, currency)
 
 
-# --- Campaigns: the budget form ----------------------------------------------------------------
+# --- The optimizer, run from admin ----------------------------------------------------------------
 
 
-class BudgetHistoryInline(admin.TabularInline):
-    model = OptimizationRun
-    fk_name = "campaign"
-    extra = 0
-    max_num = 0
-    can_delete = False
-    verbose_name_plural = "Budget history"
-    fields = ("created_at", "source", "status", "old_budget_micros", "new_budget_micros", "reason", "requested_by_name")
-    readonly_fields = fields
-    ordering = ("-created_at",)
-    show_change_link = True
+def optimizer_preview(*, account) -> list[optimizer.Proposal]:
+    """What the optimizer would propose for the account now, computed and not saved.
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    ``services.optimizer_run(apply=False)`` records proposals and supersedes the account's open
+    ones (someone may be reviewing them): a preview must change nothing, so it runs the same
+    pure computation on the same snapshot and guardrails, and writes nothing.
+    """
+    budget_settings = selectors.account_budget_settings(account=account)
+    return optimizer.propose(
+        services.optimizer_snapshot(account=account, budget_settings=budget_settings),
+        services.optimizer_guardrails(budget_settings=budget_settings),
+    )
 
 
-class CampaignWithBudgetAdmin(CampaignAdmin):
-    """The campaign screen plus the one safe way to change a budget: the budget form."""
-
-    readonly_fields = (*CampaignAdmin.readonly_fields, "daily_budget_micros", "budget_micros", "budget_tools")
-    inlines = (*CampaignAdmin.inlines, BudgetHistoryInline)
-    actions = ("change_daily_budget",)
-
-    def has_change_budget_permission(self, request) -> bool:
-        return access.has_role_anywhere(request.user, access.ADVERTISER)
-
-    def get_urls(self):
-        return [
-            path(
-                "<path:object_id>/budget/",
-                self.admin_site.admin_view(self.budget_view),
-                name="campaigns_campaign_budget",
-            ),
-            *super().get_urls(),
-        ]
-
-    @admin.display(description="Budget")
-    def budget_tools(self, obj: Campaign) -> str:
-        if obj.pk is None:
-            return "—"
-        url = reverse("admin:campaigns_campaign_budget", args=[obj.pk])
-        return format_html('<a class="button" href="{}">Change daily budget</a>', url)
-
-    @admin.action(description="Change daily budget (one campaign)", permissions=("change_budget",))
-    def change_daily_budget(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one campaign to change its budget.", messages.WARNING)
-            return None
-        return HttpResponseRedirect(reverse("admin:campaigns_campaign_budget", args=[queryset.get().pk]))
-
-    def budget_view(self, request, object_id):
-        campaign = get_object_or_404(self.get_queryset(request).select_related("account"), pk=object_id)
-        if not access.has_role(request.user, campaign.account_id, access.ADVERTISER):
-            raise PermissionDenied
-        currency = campaign.account.currency_code
-        form = BudgetChangeForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                run = changes.budget_change(
-                    campaign=campaign,
-                    new_micros=form.cleaned_data["daily_budget"],
-                    reason=form.cleaned_data["reason"],
-                    actor=request.user,
-                    source=OptimizationRun.Source.STAFF,
-                    confirm_large_change=form.cleaned_data["confirm_large_change"],
-                    confirm_shared_budget=form.cleaned_data["confirm_shared_budget"],
-                )
-            except ValidationError as exc:
-                form.add_service_error(exc)
-            except changes.BudgetPlatformUnavailable as exc:
-                form.add_error(None, str(exc))
-            else:
-                self.message_user(
-                    request,
-                    f"Budget change #{run.pk} to {_money(run.new_budget_micros, currency)} is being pushed; "
-                    f"it shows as applied once the platform confirms.",
-                    messages.SUCCESS,
-                )
-                return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
-        today = account_today(campaign.account)
-        spend = selectors.campaign_spend_summary(campaign=campaign, today=today)
-        budget_settings = selectors.account_budget_settings(account=campaign.account)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Change the daily budget of {campaign.name}",
-            "opts": self.model._meta,
-            "campaign": campaign,
-            "form": form,
-            "today": today,
-            "current_budget": _money(campaign.daily_budget_micros, currency),
-            "spend_today": _money(spend["today"], currency),
-            "spend_month": _money(spend["month"], currency),
-            "spend_7_days": _money(spend["last_7_days"], currency),
-            "month_allowance": _money((campaign.daily_budget_micros or 0) * today.day, currency),
-            "account_cap": _money(budget_settings.max_campaign_daily_budget_micros, currency)
-            if budget_settings
-            else "—",
-            "monthly_cap": _money(budget_settings.monthly_budget_micros, currency) if budget_settings else "—",
-            "shared_with": selectors.shared_budget_siblings(campaign=campaign) if campaign.budget_is_shared else [],
-            "history": [
-                (run, _money(run.old_budget_micros, currency), _money(run.new_budget_micros, currency))
-                for run in selectors.campaign_budget_history(campaign=campaign)
-            ],
-        }
-        return TemplateResponse(request, "admin/optimization/campaign_budget.html", context)
-
-
-admin.site.unregister(Campaign)
-admin.site.register(Campaign, CampaignWithBudgetAdmin)
+def partial_batches(selected: list[OptimizationRun]) -> list[dict]:
+    """Reallocation batches of which only some open proposals are selected, with the net change of
+    the account's total daily budget that approving just those would make (a whole batch: zero)."""
+    by_batch: dict[str, list[OptimizationRun]] = defaultdict(list)
+    for run in selected:
+        if run.proposal_kind == optimizer.REALLOCATION and run.proposal_batch:
+            by_batch[run.proposal_batch].append(run)
+    found = []
+    for batch, runs in by_batch.items():
+        open_ids = set(
+            OptimizationRun.objects.filter(proposal_batch=batch, status=OptimizationRun.Status.PROPOSED).values_list(
+                "pk", flat=True
+            )
+        )
+        net = sum(run.change_micros for run in runs)
+        if {run.pk for run in runs} != open_ids and net != 0:
+            currency = runs[0].campaign.account.currency_code
+            found.append(
+                {
+                    "batch": batch,
+                    "account": runs[0].campaign.account,
+                    "selected": len(runs),
+                    "open": len(open_ids),
+                    "open_ids": sorted(open_ids),
+                    "net": _money(net, currency),
+                    "net_micros": net,
+                    "runs": runs,
+                }
+            )
+    return found
 
 
 # --- Budget changes and proposals ----------------------------------------------------------------
@@ -210,12 +93,13 @@ class OptimizationRunAdmin(AccountScopedAdmin):
 
     list_display = (
         "id",
-        "campaign",
+        "target",
         "account",
+        "kind",
         "source",
         "status",
-        "old_budget",
-        "new_budget",
+        "old_value",
+        "new_value",
         "change",
         "requested_by_name",
         "created_at",
@@ -223,38 +107,78 @@ class OptimizationRunAdmin(AccountScopedAdmin):
     )
     list_filter = (
         "status",
+        "kind",
+        "level",
         "source",
         "proposal_kind",
         "campaign__platform",
         ("campaign__account", admin.RelatedOnlyFieldListFilter),
     )
-    search_fields = ("campaign__name", "reason", "requested_by_name", "error_message")
-    list_select_related = ("campaign__account",)
+    search_fields = ("campaign__name", "ad_group__name", "reason", "requested_by_name", "error_message")
+    list_select_related = ("campaign__account", "ad_group")
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in OptimizationRun._meta.fields]
+    fieldsets = (
+        (None, {"fields": ("id", "status", "kind", "level", "campaign", "ad_group", "source")}),
+        ("The change", {"fields": ("budget_period", "old_value", "new_value", "change", "reason")}),
+        (
+            "Who and when",
+            {
+                "fields": (
+                    "requested_by_name",
+                    "confirmed_large_change",
+                    "confirmed_shared_budget",
+                    "proposal_kind",
+                    "proposal_batch",
+                    "decided_by_name",
+                    "decided_at",
+                    "created_at",
+                    "updated_at",
+                    "applied_at",
+                    "finished_at",
+                )
+            },
+        ),
+        (
+            "The platform's answer",
+            {"fields": ("error_message", "push_attempts", "next_attempt_at", "platform_response")},
+        ),
+    )
+    readonly_fields = [name for _title, options in fieldsets for name in options["fields"]]
     actions = ("approve_proposals", "reject_proposals")
     change_list_template = "admin/optimization/optimizationrun/change_list.html"
 
     def has_change_budget_permission(self, request) -> bool:
         return access.has_role_anywhere(request.user, access.ADVERTISER)
 
+    @admin.display(description="On", ordering="campaign__name")
+    def target(self, obj: OptimizationRun) -> str:
+        if obj.ad_group_id:
+            return f"{obj.campaign.name} › {obj.ad_group.name}"
+        return obj.campaign.name
+
     @admin.display(description="Account", ordering="campaign__account__name")
     def account(self, obj: OptimizationRun) -> str:
         return obj.campaign.account.name
 
-    @admin.display(description="Old budget", ordering="old_budget_micros")
-    def old_budget(self, obj: OptimizationRun) -> str:
-        return _money(obj.old_budget_micros, obj.campaign.account.currency_code)
+    @admin.display(description="Old", ordering="old_budget_micros")
+    def old_value(self, obj: OptimizationRun) -> str:
+        return admin_changes.describe_run(obj, obj.campaign.account.currency_code)["old"]
 
-    @admin.display(description="New budget", ordering="new_budget_micros")
-    def new_budget(self, obj: OptimizationRun) -> str:
-        return _money(obj.new_budget_micros, obj.campaign.account.currency_code)
+    @admin.display(description="New", ordering="new_budget_micros")
+    def new_value(self, obj: OptimizationRun) -> str:
+        return admin_changes.describe_run(obj, obj.campaign.account.currency_code)["new"]
 
     @admin.display(description="Change")
     def change(self, obj: OptimizationRun) -> str:
+        if obj.kind == OptimizationRun.Kind.STATUS:
+            return f"{obj.old_status or '—'} → {obj.new_status}"
         if not obj.old_budget_micros:
             return "—"
-        return f"{Decimal(obj.change_micros) / obj.old_budget_micros * 100:+.1f}%"
+        amount = _money(obj.change_micros, obj.campaign.account.currency_code)
+        sign = "+" if obj.change_micros > 0 else ""
+        return f"{sign}{amount} ({Decimal(obj.change_micros) / obj.old_budget_micros * 100:+.1f}%)"
+
+    # --- The list: proposals' impact, the optimizer button --------------------------------------
 
     def changelist_view(self, request, extra_context=None):
         impact = [
@@ -267,14 +191,118 @@ class OptimizationRunAdmin(AccountScopedAdmin):
             }
             for row in selectors.proposal_impact_by_account(account_ids=access.visible_account_ids(request.user))
         ]
-        return super().changelist_view(request, extra_context={**(extra_context or {}), "proposal_impact": impact})
+        return super().changelist_view(
+            request,
+            extra_context={
+                **(extra_context or {}),
+                "proposal_impact": impact,
+                "may_run_optimizer": access.has_role_anywhere(request.user, access.ADVERTISER),
+            },
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "run-optimizer/",
+                self.admin_site.admin_view(self.run_optimizer_view),
+                name="optimization_optimizationrun_run_optimizer",
+            ),
+            *super().get_urls(),
+        ]
+
+    def run_optimizer_view(self, request):
+        """Preview the optimizer's proposals for one account (computed, nothing saved), then record
+        them as proposals to approve; the advertiser role on the account is needed for both."""
+        accounts = access.visible_accounts(request.user, role=access.ADVERTISER).order_by("platform", "name")
+        if not accounts.exists():
+            raise PermissionDenied(access.ROLE_NEEDED[access.ADVERTISER])
+        data = request.POST or (request.GET if "account" in request.GET else None)
+        form = OptimizerRunForm(data, accounts=accounts)
+        preview = None
+        if form.is_bound and form.is_valid():
+            account = form.cleaned_data["account"]
+            access.require_role(request.user, account.pk, access.ADVERTISER)  # the form's choices; asked again
+            if request.method == "POST" and "_create" in request.POST:
+                runs = services.optimizer_run(account=account, actor=request.user, apply=False)
+                if not runs:
+                    self.message_user(request, f"The optimizer proposes no change for {account.name}.", messages.INFO)
+                    return HttpResponseRedirect(reverse("admin:optimization_optimizationrun_changelist"))
+                pushed = [run for run in runs if run.status != OptimizationRun.Status.PROPOSED]
+                if pushed:
+                    text = f"{len(pushed)} of them are being pushed at once (the account auto-applies)."
+                else:
+                    text = "Approve them below (all of a reallocation together keeps the total)."
+                self.message_user(
+                    request,
+                    f"Recorded {len(runs)} proposal(s) for {account.name}; older open ones are superseded. {text}",
+                    messages.SUCCESS,
+                )
+                url = reverse("admin:optimization_optimizationrun_changelist")
+                return HttpResponseRedirect(f"{url}?proposal_batch={runs[0].proposal_batch}")
+            preview = self._preview_context(account)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Run the optimizer",
+            "opts": self.model._meta,
+            "form": form,
+            "preview": preview,
+        }
+        return TemplateResponse(request, "admin/optimization/run_optimizer.html", context)
+
+    def _preview_context(self, account) -> dict:
+        proposals = optimizer_preview(account=account)
+        currency = account.currency_code
+        names = {
+            str(pk): name
+            for pk, name in Campaign.objects.filter(pk__in=[p.campaign_id for p in proposals]).values_list("pk", "name")
+        }
+        budget_settings = selectors.account_budget_settings(account=account)
+        current = sum(p.old_budget_micros for p in proposals)
+        proposed = sum(p.new_budget_micros for p in proposals)
+        return {
+            "account": account,
+            "rows": [
+                {
+                    "campaign": names.get(str(p.campaign_id), p.campaign_id),
+                    "kind": p.kind,
+                    "old": _money(p.old_budget_micros, currency),
+                    "new": _money(p.new_budget_micros, currency),
+                    "change": ("+" if p.change_micros > 0 else "") + _money(p.change_micros, currency),
+                    "reason": p.reason,
+                }
+                for p in proposals
+            ],
+            "current": _money(current, currency),
+            "proposed": _money(proposed, currency),
+            "net": _money(proposed - current, currency),
+            "total_unchanged": bool(proposals) and proposed == current,
+            "auto_apply": bool(budget_settings and budget_settings.auto_apply),
+            "open_proposals": OptimizationRun.objects.filter(
+                campaign__account=account, status=OptimizationRun.Status.PROPOSED
+            ).count(),
+        }
+
+    # --- Actions ---------------------------------------------------------------------------
 
     @admin.action(description="Approve selected proposals (push them)", permissions=("change_budget",))
     def approve_proposals(self, request, queryset):
         if not self.rows_allowed(request, queryset, access.ADVERTISER):
-            return
+            return None
+        selected = list(queryset.filter(status=OptimizationRun.Status.PROPOSED).select_related("campaign__account"))
+        partial = partial_batches(selected)
+        if partial and request.POST.get("post") != "yes":
+            # Approving part of a reallocation changes the account's total: say by how much first.
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Approve part of a reallocation?",
+                "opts": self.model._meta,
+                "partial": partial,
+                "selected": selected,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/optimization/approve_partial_batch.html", context)
         approved, refused = 0, []
-        for run in queryset.filter(status=OptimizationRun.Status.PROPOSED):
+        for run in selected:
             try:
                 services.proposal_approve(run=run, actor=request.user)
                 approved += 1
@@ -288,6 +316,7 @@ class OptimizationRunAdmin(AccountScopedAdmin):
             self.message_user(request, problem, messages.ERROR)
         if not approved and not refused:
             self.message_user(request, "None of the selected runs is a proposal.", messages.WARNING)
+        return None
 
     @admin.action(description="Reject selected proposals", permissions=("change_budget",))
     def reject_proposals(self, request, queryset):
@@ -367,12 +396,28 @@ class GuardrailChangeAdmin(AccountScopedAdmin):
     change_role = None
     add_role = None
     delete_role = None
-    list_display = ("changed_at", "account", "field", "old_value", "new_value", "changed_by_name")
+    list_display = ("changed_at", "account", "field", "old", "new", "changed_by_name")
     list_filter = ("field", ("account", admin.RelatedOnlyFieldListFilter))
     search_fields = ("account__name", "changed_by_name")
     list_select_related = ("account",)
     date_hierarchy = "changed_at"
-    readonly_fields = [f.name for f in GuardrailChange._meta.fields]
+    fields = ("changed_at", "account", "field", "old", "new", "changed_by_name")
+    readonly_fields = fields
+
+    @admin.display(description="Old value")
+    def old(self, obj: GuardrailChange) -> str:
+        return self._shown(obj, obj.old_value)
+
+    @admin.display(description="New value")
+    def new(self, obj: GuardrailChange) -> str:
+        return self._shown(obj, obj.new_value)
+
+    @staticmethod
+    def _shown(obj: GuardrailChange, value: str) -> str:
+        # Amounts are kept as micros in the trail; people read them in the account's currency.
+        if obj.field.endswith("_micros") and value.lstrip("-").isdigit():
+            return _money(int(value), obj.account.currency_code)
+        return value or "—"
 
 
 # Alert destinations, notifications not sent, process heartbeats: registered in their own module.

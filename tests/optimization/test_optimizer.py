@@ -123,8 +123,8 @@ def test_the_minimum_budget_limits_cuts():
 
 def test_reallocation_toward_target_roas():
     campaigns = [
-        campaign("low", 100, cost=1000, conversions=20, value=2000),  # ROAS 2 vs 4: 50% worse → cut 20%
-        campaign("high", 100, cost=1000, conversions=20, value=6000),  # ROAS 6: better
+        campaign("low", 100, cost=1400, conversions=20, value=2800),  # ROAS 2 vs 4: 50% worse → cut 20%
+        campaign("high", 100, cost=1400, conversions=20, value=8400),  # ROAS 6: better
     ]
 
     proposals = propose(snapshot(campaigns, target_roas=Decimal(4)), GUARDRAILS)

@@ -350,6 +350,10 @@ ACTION_ROLE = {
     ("campaigns.adaccount", "sync_now"): ADVERTISER,
     ("campaigns.adaccount", "clear_attention"): ADVERTISER,
     ("campaigns.campaign", "change_daily_budget"): ADVERTISER,
+    ("campaigns.campaign", "pause_selected"): ADVERTISER,
+    ("campaigns.campaign", "enable_selected"): ADVERTISER,
+    ("campaigns.adgroup", "pause_selected"): ADVERTISER,
+    ("campaigns.adgroup", "enable_selected"): ADVERTISER,
     ("conversions.conversion", "retry_failed"): ADVERTISER,
     ("conversions.conversion", "export_csv"): VIEWER,
     ("optimization.optimizationrun", "approve_proposals"): ADVERTISER,
@@ -419,6 +423,7 @@ def test_admin_lists_hold_only_the_users_accounts(world, role):
         for other_row in (
             world.other.google,
             world.other.campaign,
+            world.other.ad_group,
             world.other.lead,
             world.other.run,
             world.other.conversion,
