@@ -24,9 +24,18 @@ PATTERNS = ("solid", "diagonal", "dots", "cross", "horizontal", "vertical")
 LINE_DASHES = ("", "7 4", "2 3", "10 3 2 3")
 MARKERS = ("circle", "square", "triangle", "diamond")
 TEXT_COLOUR = "#222"
+# Severity tones of horizontal bars (pacing): colour plus a pattern, worst most marked.
+TONES = {
+    "ok": ("#1e7a3c", "solid"),
+    "notice": ("#1d4f91", "dots"),
+    "warning": ("#9a5b00", "diagonal"),
+    "critical": ("#b3261e", "cross"),
+}
 GRID_COLOUR = "#d5d9de"
 
 ValueFormat = Callable[[float], str]
+# An axis tick label from its value and the axis step (see ``format_tick``).
+TickFormat = Callable[[float, float], str]
 
 
 def _plain_number(value: float) -> str:
@@ -52,6 +61,9 @@ class HBar:
     value_label: str
     reference: float | None = None
     href: str = ""
+    # How bad the value is (a key of TONES): the bar's colour and pattern; words in value_label
+    # say the same for readers who do not see colour.
+    tone: str = ""
 
 
 @dataclass
@@ -82,16 +94,64 @@ class _Svg:
         return mark_safe(opening + "".join(self.parts) + "</svg>")  # noqa: S308
 
 
-def _nice_ceiling(value: float) -> float:
-    """The smallest 1, 2, 2.5 or 5 × 10ⁿ at or above ``value``, so gridlines fall on round numbers."""
-    if value <= 0:
-        return 1.0
-    exponent = math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        candidate = step * 10**exponent
-        if candidate >= value * 0.999999:
-            return float(candidate)
-    return float(10 ** (exponent + 1))
+@dataclass(frozen=True)
+class Scale:
+    """An axis from 0 to ``maximum`` in ticks ``step`` apart, every tick a round number."""
+
+    maximum: float
+    step: float
+
+    @property
+    def ticks(self) -> list[float]:
+        count = round(self.maximum / self.step)
+        # Multiplying (not adding up) keeps 0.1 × 3 from drifting to 0.30000000000000004.
+        return [round(self.step * n, 12) for n in range(count + 1)]
+
+
+# Tick steps are 1, 2, 2.5 or 5 × 10ⁿ: every tick then reads as a short round number.
+_STEP_MANTISSAS = (1, 2, 2.5, 5)
+
+
+def nice_scale(peak: float, *, max_ticks: int = 5, integer: bool = False) -> Scale:
+    """The tightest axis from 0 to at least ``peak`` with at most ``max_ticks`` steps of 1, 2, 2.5
+    or 5 × 10ⁿ (``integer``: steps of at least 1, for counts)."""
+    peak = max(float(peak), 0.0)
+    if peak == 0:
+        return Scale(1.0, 1.0 if integer else 0.25)
+    exponent = math.floor(math.log10(peak / max_ticks)) - 1
+    while True:
+        for mantissa in _STEP_MANTISSAS:
+            step = mantissa * 10.0**exponent
+            if integer and (step < 1 or step != int(step)):
+                continue
+            count = math.ceil(peak / step - 1e-9)
+            if count <= max_ticks:
+                return Scale(round(step * count, 12), step)
+        exponent += 1
+
+
+def tick_decimals(step: float) -> int:
+    """How many decimals every multiple of ``step`` needs to be written exactly (0.25 → 2, 2.5 → 1)."""
+    for places in range(10):
+        if abs(round(step, places) - step) <= abs(step) * 1e-9:
+            return places
+    return 10
+
+
+def format_tick(value: float, step: float, *, suffix: str = "", compact: bool = False) -> str:
+    """A tick label with exactly the precision of the axis step: 0.25 is "0.25", not "0.3" or "0".
+
+    Trailing zeros go (0.5, not 0.50); ``compact`` writes thousands as "k" once the step is at
+    least 1,000 (12.5k, not a rounded 12k)."""
+    if value == 0:
+        return f"0{suffix}"
+    unit = ""
+    if compact and abs(step) >= 1000:
+        value, step, unit = value / 1000, step / 1000, "k"
+    text = f"{value:,.{tick_decimals(step)}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text}{unit}{suffix}"
 
 
 def _pattern_defs(chart_id: str, count: int) -> str:
@@ -112,6 +172,29 @@ def _pattern_defs(chart_id: str, count: int) -> str:
             f'<rect width="6" height="6" fill="{colour}"/>{shapes}</pattern>'
         )
     return "<defs>" + "".join(defs) + "</defs>"
+
+
+def _tone_id(tone: str) -> str:
+    return f"t-{tone}" if tone in TONES else "p0"
+
+
+def _tone_defs(chart_id: str, tones: Sequence[str]) -> str:
+    defs = []
+    for tone in tones:
+        if tone not in TONES:
+            continue
+        colour, kind = TONES[tone]
+        shapes = {
+            "solid": "",
+            "dots": '<circle cx="3" cy="3" r="1.3" fill="#fff"/>',
+            "diagonal": '<path d="M-1,1 l2,-2 M0,6 l6,-6 M5,7 l2,-2" stroke="#fff" stroke-width="1.6"/>',
+            "cross": '<path d="M0,3 h6 M3,0 v6" stroke="#fff" stroke-width="1.2"/>',
+        }[kind]
+        defs.append(
+            f'<pattern id="{chart_id}-{_tone_id(tone)}" width="6" height="6" patternUnits="userSpaceOnUse">'
+            f'<rect width="6" height="6" fill="{colour}"/>{shapes}</pattern>'
+        )
+    return "<defs>" + "".join(defs) + "</defs>" if defs else ""
 
 
 def _marker(kind: str, x: float, y: float, colour: str) -> str:
@@ -135,21 +218,20 @@ def _frame(
     top: float,
     plot_w: float,
     plot_h: float,
-    y_max: float,
+    scale: Scale,
     y_label: str,
     x_label: str,
     x_labels: Sequence[str],
     slot: float,
-    value_format: ValueFormat,
+    tick_format: TickFormat,
 ) -> None:
     """Gridlines, y ticks, x labels (thinned so they never overlap) and the axis titles."""
-    for step in range(5):
-        value = y_max * step / 4
-        y = top + plot_h - plot_h * step / 4
+    for value in scale.ticks:
+        y = top + plot_h - plot_h * value / scale.maximum
         svg.add(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID_COLOUR}"/>')
         svg.add(
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="{TEXT_COLOUR}">'
-            f"{escape(value_format(value))}</text>"
+            f"{escape(tick_format(value, scale.step))}</text>"
         )
     stride = _label_stride(len(x_labels), plot_w)
     for index, label in enumerate(x_labels):
@@ -193,15 +275,19 @@ def bar_chart(
     y_label: str,
     x_label: str,
     value_format: ValueFormat = _plain_number,
+    tick_format: TickFormat = format_tick,
+    integer: bool = False,
     width: int = 640,
     height: int = 240,
 ) -> SafeString:
-    """Stacked bars, one per x label, one patterned segment per series."""
+    """Stacked bars, one per x label, one patterned segment per series (``integer``: counts, so
+    the axis never ticks at fractions)."""
     svg = _Svg(chart_id, title, desc, width, height)
     left, top, right, bottom = 62, 26, 12, 42
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [sum((s.values[i] or 0) for s in series) for i in range(len(x_labels))]
-    y_max = _nice_ceiling(max(totals, default=0))
+    scale = nice_scale(max(totals, default=0), integer=integer)
+    y_max = scale.maximum
     slot = plot_w / max(len(x_labels), 1)
     svg.add(_pattern_defs(chart_id, len(series)))
     _legend(
@@ -220,12 +306,12 @@ def bar_chart(
         top=top,
         plot_w=plot_w,
         plot_h=plot_h,
-        y_max=y_max,
+        scale=scale,
         y_label=y_label,
         x_label=x_label,
         x_labels=x_labels,
         slot=slot,
-        value_format=value_format,
+        tick_format=tick_format,
     )
     bar_w = max(slot * 0.72, 1)
     for index, label in enumerate(x_labels):
@@ -255,6 +341,7 @@ def line_chart(
     y_label: str,
     x_label: str,
     value_format: ValueFormat = _plain_number,
+    tick_format: TickFormat = format_tick,
     width: int = 640,
     height: int = 240,
 ) -> SafeString:
@@ -263,7 +350,8 @@ def line_chart(
     left, top, right, bottom = 62, 26, 12, 42
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max((v for s in series for v in s.values if v is not None), default=0)
-    y_max = _nice_ceiling(peak)
+    scale = nice_scale(peak)
+    y_max = scale.maximum
     slot = plot_w / max(len(x_labels), 1)
 
     def style(index: int, one: Series) -> tuple[str, str, str | None]:
@@ -288,12 +376,12 @@ def line_chart(
         top=top,
         plot_w=plot_w,
         plot_h=plot_h,
-        y_max=y_max,
+        scale=scale,
         y_label=y_label,
         x_label=x_label,
         x_labels=x_labels,
         slot=slot,
-        value_format=value_format,
+        tick_format=tick_format,
     )
     for series_index, one in enumerate(series):
         colour, dash, marker = style(series_index, one)
@@ -326,32 +414,36 @@ def hbar_chart(
     desc: str,
     rows: Sequence[HBar],
     x_label: str,
-    value_format: ValueFormat = _plain_number,
+    tick_format: TickFormat = format_tick,
     reference_label: str = "",
     x_max: float | None = None,
     width: int = 640,
 ) -> SafeString:
-    """One labelled horizontal bar per row, the value written beside it, an optional target tick."""
+    """One labelled horizontal bar per row, the value written beside it, an optional target tick.
+
+    ``x_max``: the axis reaches at least this far (bars beyond it are cut at its end)."""
     row_h, top, bottom = 26, 22, 38
     label_w = 170
-    value_w = 190
+    value_w = 210
     height = top + bottom + row_h * max(len(rows), 1)
     svg = _Svg(chart_id, title, desc, width, height)
     plot_w = width - label_w - value_w - 10
     peak = max([r.value for r in rows] + [r.reference or 0 for r in rows], default=0)
-    scale_max = x_max or _nice_ceiling(peak)
-    svg.add(_pattern_defs(chart_id, 1))
+    scale = nice_scale(max(peak, x_max or 0))
+    scale_max = scale.maximum
+    tones = sorted({row.tone for row in rows if row.tone})
+    svg.add(_pattern_defs(chart_id, 1) + _tone_defs(chart_id, tones))
     if reference_label:
         svg.add(
             f'<line x1="{label_w}" x2="{label_w}" y1="6" y2="18" stroke="{TEXT_COLOUR}" stroke-width="2"/>'
             f'<text x="{label_w + 6}" y="16" fill="{TEXT_COLOUR}">= {escape(reference_label)}</text>'
         )
-    for step in range(5):
-        x = label_w + plot_w * step / 4
+    for value in scale.ticks:
+        x = label_w + plot_w * value / scale_max
         svg.add(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + row_h * len(rows)}" stroke="{GRID_COLOUR}"/>'
             f'<text x="{x:.1f}" y="{top + row_h * len(rows) + 14}" text-anchor="middle" fill="{TEXT_COLOUR}">'
-            f"{escape(value_format(scale_max * step / 4))}</text>"
+            f"{escape(tick_format(value, scale.step))}</text>"
         )
     svg.add(
         f'<text x="{label_w + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle" fill="{TEXT_COLOUR}" '
@@ -360,11 +452,13 @@ def hbar_chart(
     for index, row in enumerate(rows):
         y = top + row_h * index
         bar_w = plot_w * min(max(row.value, 0), scale_max) / scale_max
-        label = escape(row.label if len(row.label) <= 26 else row.label[:25] + "…")
+        label = escape(row.label if len(row.label) <= 24 else row.label[:23] + "…")
         svg.add(f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end" fill="{TEXT_COLOUR}">{label}</text>')
         svg.add(
             f'<rect class="mark" x="{label_w}" y="{y + 5}" width="{max(bar_w, 1.5):.1f}" height="{row_h - 10}" '
-            f'fill="url(#{chart_id}-p0)"><title>{escape(row.label)}: {escape(row.value_label)}</title></rect>'
+            f'fill="url(#{chart_id}-{_tone_id(row.tone)})"'
+            + (f' data-tone="{escape(row.tone)}"' if row.tone else "")
+            + f"><title>{escape(row.label)}: {escape(row.value_label)}</title></rect>"
         )
         if row.reference is not None:
             ref_x = label_w + plot_w * min(row.reference, scale_max) / scale_max

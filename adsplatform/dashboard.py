@@ -8,9 +8,18 @@ currency, so rows are grouped by account in SQL and added up per currency here, 
 The two aggregates that scan a lot are cached: metrics by account and day under the campaigns
 cache generation (every committed sync bumps it, so new numbers show at once), conversion
 outcomes for a minute. Everything else (accounts, sync state, budgets, leads, alerts) is read
-live on every render. With a warm cache a render runs four queries, cold six.
+live on every render.
 
-``dashboard_charts`` turns the data into SVG charts (``adsplatform.charts``) with a table for each.
+``dashboard_attention`` adds what is wrong right now, read live in four more bounded queries: the
+open alerts themselves (what, since when, a link to what they are about), platform calls over the
+API failure alert's window (an outage shows even while no alert is evaluated), budget pushes
+stuck past their next attempt or tried several times, and whether workers take tasks (the alert
+monitor's canary, and the worker's liveness heartbeat through ``adsplatform.worker_liveness``).
+Every read is scoped to the accounts the viewer may see (``campaigns.access``); what concerns no
+account (platforms, workers, platform-wide alerts) is shown to people who see every account.
+
+``dashboard_charts`` turns the data into SVG charts (``adsplatform.charts``) with a table for each;
+pacing bars are coloured by how far off pace they are (``pacing_severity``).
 This module lives on the top floor because it reads every app.
 """
 
@@ -20,24 +29,28 @@ import calendar
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.apps import apps
+from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Case, CharField, Count, F, Max, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models import Case, CharField, Count, F, Max, OuterRef, Q, Subquery, Sum, Value, When, Window
 from django.db.models.functions import Coalesce, TruncDate
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
-from adsplatform import charts
+from adsplatform import charts, worker_liveness
 from campaigns import access
 from campaigns.models import AdAccount, Campaign, CampaignStatus, DailyMetric, Platform, SyncRun
 from campaigns.services import campaign_cache_generation, zone_today
 from conversions.models import Conversion
 from conversions.selectors import FINAL_STATUSES
+from optimization.alerts import tunable as alert_tunable
+from optimization.conf import setting as alert_setting
 from platforms.base import minor_unit_micros
 from webhooks.models import Lead, Priority
 from webhooks.selectors import routing_gaps
@@ -213,6 +226,35 @@ class PacingRow:
             return None
         return round(100 * self.spend_month_micros / self.expected_to_date_micros, 1)
 
+    @property
+    def tone(self) -> str:
+        """How far off pace, as a severity (a key of charts.TONES); "" without an allowance."""
+        return pacing_severity(self.percent)[0]
+
+    @property
+    def pace_label(self) -> str:
+        return pacing_severity(self.percent)[1]
+
+
+# Pacing bands, by how much money is at stake: overspend is worse than underspend at the same
+# distance (money gone cannot be unspent), and the 110% edge is the overspend alert's threshold.
+PACING_FAR_OVER, PACING_OVER, PACING_ON, PACING_UNDER = 150.0, 110.0, 90.0, 50.0
+
+
+def pacing_severity(percent: float | None) -> tuple[str, str]:
+    """(tone, words) of a month-to-date pace: 442% is critical, 0% a warning, 100% fine."""
+    if percent is None:
+        return "", "no allowance"
+    if percent > PACING_FAR_OVER:
+        return "critical", "far over pace"
+    if percent > PACING_OVER:
+        return "warning", "over pace"
+    if percent >= PACING_ON:
+        return "ok", "on pace"
+    if percent >= PACING_UNDER:
+        return "notice", "under pace"
+    return "warning", "far under pace"
+
 
 @dataclass(frozen=True)
 class SyncLagRow:
@@ -236,6 +278,7 @@ class Dashboard:
     sync_lag: list[SyncLagRow]
     syncs_in_progress: int = 0
     notes: list[str] = field(default_factory=list)
+    attention: Attention | None = None
 
     @property
     def open_alert_total(self) -> int | None:
@@ -374,8 +417,8 @@ def leads_by_day_and_priority(
     return {(row["day"], row["priority"]): row["n"] for row in rows}
 
 
-def open_alerts_by_severity(*, account_ids: list[int] | None, platform_wide: bool) -> dict[str, int] | None:
-    """Query 6: open alerts per severity; None when the optimization app has no alerts (yet).
+def _open_alerts(*, account_ids: list[int] | None, platform_wide: bool):
+    """Open alerts the viewer may see, or None when the optimization app has no alerts (yet).
 
     ``account_ids`` None: every account's; ``platform_wide``: also those tied to no account (they
     concern every account, and are shown to people with a role on every account)."""
@@ -389,8 +432,365 @@ def open_alerts_by_severity(*, account_ids: list[int] | None, platform_wide: boo
         )
     elif not platform_wide:
         alerts = alerts.filter(account__isnull=False)
+    return alerts
+
+
+def open_alerts_by_severity(*, account_ids: list[int] | None, platform_wide: bool) -> dict[str, int] | None:
+    """Query 6: open alerts per severity; None when the optimization app has no alerts (yet)."""
+    alerts = _open_alerts(account_ids=account_ids, platform_wide=platform_wide)
+    if alerts is None:
+        return None
     rows = alerts.values("severity").annotate(n=Count("id")).order_by()
     return {row["severity"]: row["n"] for row in rows}
+
+
+# --- What needs attention now: open alerts, platform outages, stuck pushes, the worker ------------
+
+ALERT_LIST_LIMIT = 20
+STUCK_LIST_LIMIT = 10
+# A pending push whose next attempt is this far overdue has lost its message or its worker (the
+# sweeper re-sends such pushes every minute, so one overdue longer than that is not being helped).
+STUCK_PUSH_OVERDUE = timedelta(minutes=2)
+# A push never attempted this long after it was requested: its message never reached a worker.
+STUCK_PUSH_UNSTARTED = timedelta(minutes=5)
+# Several attempts: the platform keeps refusing for a passing reason (quota, outage), or the
+# worker dies mid-push; either way a person should look before the retries run out.
+STUCK_PUSH_ATTEMPTS = 3
+SEVERITY_RANK = {"critical": 0, "warning": 1}
+PLATFORM_LABELS = {"google": "Google Ads", "meta": "Meta"}
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    """One open alert as the dashboard lists it: what, since when, and where to look."""
+
+    id: int
+    kind_label: str
+    severity: str
+    subject_label: str
+    message: str
+    opened_at: datetime
+    last_seen_at: datetime
+    notified: bool  # its "opened" notification went out (email / Slack)
+    object_url: str  # the campaign, account, webhook source… it is about ("" when nothing to open)
+    object_label: str
+    alert_url: str  # the alert's own admin page
+
+    @property
+    def severity_label(self) -> str:
+        return self.severity.title()
+
+
+def _admin_url(name: str, *args: Any, query: str = "") -> str:
+    try:
+        url = reverse(f"admin:{name}", args=args)
+    except NoReverseMatch:
+        return ""
+    return f"{url}?{query}" if query else url
+
+
+def alert_object_link(subject: str, details: Mapping[str, Any] | None) -> tuple[str, str]:
+    """(url, label) of the admin page of what an alert is about, from its ``subject``
+    (``campaign:<id>``, ``account:<id>``, ``source:<id>``, ``connection:<id>``, ``platform:<name>``,
+    ``webhooks:…``, ``workers:…`` / ``beat:…`` / ``monitor:…``); ("", "") when there is no page."""
+    kind, _, key = subject.partition(":")
+    details = details or {}
+    if kind == "campaign" and key:  # campaign ids are UUIDs
+        return _admin_url("campaigns_campaign_change", key), "Campaign"
+    if kind == "account" and key.isdigit():
+        return _admin_url("campaigns_adaccount_change", int(key)), "Ad account"
+    if kind in ("source", "webhook_source") and key.isdigit():
+        return _admin_url("webhooks_webhooksource_change", int(key)), "Webhook source"
+    if kind == "platform" and key:
+        label = PLATFORM_LABELS.get(key, key)
+        return _admin_url("campaigns_adaccount_changelist", query=f"platform__exact={key}"), f"{label} accounts"
+    if kind == "connection" and key.isdigit():
+        return _admin_url("connections_connection_change", int(key)), "Platform connection"
+    if kind in ("workers", "beat", "monitor"):  # processes the alert monitor watches
+        return _admin_url("optimization_processheartbeat_changelist"), "Process heartbeats"
+    if subject == "webhooks:inbox":
+        event_id = details.get("event_id")
+        if isinstance(event_id, int):
+            return _admin_url("webhooks_webhookevent_change", event_id), f"Webhook event #{event_id}"
+        return _admin_url("webhooks_webhookevent_changelist", query="status__exact=received"), "Webhook inbox"
+    if subject == "webhooks:leads":
+        lead_id = details.get("lead_id")
+        if isinstance(lead_id, int):
+            return _admin_url("webhooks_lead_change", lead_id), f"Lead #{lead_id}"
+        return _admin_url("webhooks_lead_changelist"), "Leads"
+    return "", ""
+
+
+def open_alert_list(
+    *, account_ids: list[int] | None, platform_wide: bool, limit: int = ALERT_LIST_LIMIT
+) -> list[AlertRow]:
+    """Query 7: the open alerts themselves, critical first, then the longest open."""
+    alerts = _open_alerts(account_ids=account_ids, platform_wide=platform_wide)
+    if alerts is None:
+        return []
+    severity_order = Case(
+        *(When(severity=severity, then=Value(rank)) for severity, rank in SEVERITY_RANK.items()),
+        default=Value(len(SEVERITY_RANK)),
+    )
+    rows = []
+    for alert in alerts.order_by(severity_order, "opened_at", "id")[:limit]:
+        object_url, object_label = alert_object_link(alert.subject, alert.details)
+        rows.append(
+            AlertRow(
+                id=alert.pk,
+                kind_label=alert.get_kind_display(),
+                severity=alert.severity,
+                subject_label=alert.subject_label or alert.subject,
+                message=alert.message,
+                opened_at=alert.opened_at,
+                last_seen_at=alert.last_seen_at,
+                notified=alert.open_notified_at is not None,
+                object_url=object_url,
+                object_label=object_label,
+                alert_url=_admin_url("optimization_alert_change", alert.pk),
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class PlatformHealth:
+    """One platform's calls over the alert window, and how they ended."""
+
+    platform: str
+    calls: int
+    failures: int
+    last_failure_at: datetime | None
+    last_failure: str  # outcome and error code of the latest failure
+    last_ok_at: datetime | None
+    threshold: float  # the error rate above which the API failure alert fires
+
+    @property
+    def label(self) -> str:
+        return PLATFORM_LABELS.get(self.platform, self.platform)
+
+    @property
+    def error_rate(self) -> float:
+        return self.failures / self.calls if self.calls else 0.0
+
+    @property
+    def status(self) -> str:
+        """down (every recent call failed), failing (above the alert's rate), errors (some), ok."""
+        if self.calls and self.failures == self.calls:
+            return "down"
+        if self.error_rate > self.threshold:
+            return "failing"
+        return "errors" if self.failures else "ok"
+
+    @property
+    def severity(self) -> str:
+        return {"down": "critical", "failing": "warning", "errors": "notice"}.get(self.status, "ok")
+
+    @property
+    def error_percent(self) -> str:
+        return f"{100 * self.error_rate:.0f}%"
+
+
+def platform_health(*, now: datetime) -> tuple[list[PlatformHealth], str] | None:
+    """Query 8: calls to each platform over the API failure alert's window, read from the call
+    records directly (not from the alert), so an outage shows even while alerts are not evaluated.
+    None when the optimization app keeps no call records."""
+    record_model = optional_model("optimization", "PlatformCallRecord")
+    if record_model is None:
+        return None
+    window = int(alert_setting("ALERT_API_WINDOW_MINUTES"))
+    threshold = float(alert_setting("ALERT_API_ERROR_RATE"))
+    min_calls = int(alert_setting("ALERT_API_MIN_CALLS"))
+    rows = (
+        record_model.objects.filter(called_at__gte=now - timedelta(minutes=window))
+        .values("platform", "outcome", "error_code")
+        .annotate(n=Count("id"), last=Max("called_at"))
+        .order_by()
+    )
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        one = found.setdefault(
+            row["platform"],
+            {"calls": 0, "failures": 0, "last_failure_at": None, "last_failure": "", "last_ok_at": None},
+        )
+        one["calls"] += row["n"]
+        if row["outcome"] == "ok":
+            one["last_ok_at"] = max(filter(None, [one["last_ok_at"], row["last"]]))
+            continue
+        one["failures"] += row["n"]
+        if one["last_failure_at"] is None or row["last"] > one["last_failure_at"]:
+            one["last_failure_at"] = row["last"]
+            one["last_failure"] = " ".join(filter(None, [row["outcome"], row["error_code"]]))
+    health = [PlatformHealth(platform, threshold=threshold, **one) for platform, one in sorted(found.items())]
+    note = (
+        f"Calls in the last {window} minutes; the API failure alert opens above {threshold:.0%} "
+        f"failed of at least {min_calls} calls."
+    )
+    return health, note
+
+
+@dataclass(frozen=True)
+class StuckPush:
+    id: int
+    campaign_id: int
+    campaign_name: str
+    currency_code: str
+    change: str  # old → new, in words
+    attempts: int
+    next_attempt_at: datetime | None
+    requested_at: datetime
+    error_message: str
+    why: str
+    campaign_url: str
+    run_url: str
+
+
+def stuck_pushes(*, account_ids: list[int] | None, now: datetime) -> tuple[list[StuckPush], int]:
+    """Query 9: pending pushes past their next attempt, never attempted long after the request, or
+    tried several times; the first ``STUCK_LIST_LIMIT`` and how many there are."""
+    run_model = optional_model("optimization", "OptimizationRun")
+    if run_model is None:
+        return [], 0
+    runs = run_model.objects.filter(status="pending").filter(
+        Q(next_attempt_at__lt=now - STUCK_PUSH_OVERDUE)
+        | Q(next_attempt_at__isnull=True, push_attempts=0, created_at__lt=now - STUCK_PUSH_UNSTARTED)
+        | Q(push_attempts__gte=STUCK_PUSH_ATTEMPTS)
+    )
+    if account_ids is not None:
+        runs = runs.filter(campaign__account_id__in=account_ids)
+    found = list(
+        runs.annotate(total=Window(Count("id")))
+        .select_related("campaign__account")
+        .order_by("created_at", "id")[:STUCK_LIST_LIMIT]
+    )
+    pushes = []
+    for run in found:
+        currency = run.campaign.account.currency_code
+        if run.push_attempts >= STUCK_PUSH_ATTEMPTS:
+            why = f"{run.push_attempts} attempts so far"
+        elif run.next_attempt_at is not None:
+            why = f"next attempt was due {run.next_attempt_at:%Y-%m-%d %H:%M} UTC"
+        else:
+            why = "never attempted"
+        new_budget = getattr(run, "new_budget_micros", None)
+        if new_budget is not None:
+            change = f"budget {format_money(run.old_budget_micros, currency)} → {format_money(new_budget, currency)}"
+        else:  # a status change (pause / enable)
+            change = f"status {getattr(run, 'old_status', '') or '—'} → {getattr(run, 'new_status', '') or '—'}"
+        pushes.append(
+            StuckPush(
+                id=run.pk,
+                campaign_id=run.campaign_id,
+                campaign_name=run.campaign.name,
+                currency_code=currency,
+                change=change,
+                attempts=run.push_attempts,
+                next_attempt_at=run.next_attempt_at,
+                requested_at=run.created_at,
+                error_message=run.error_message,
+                why=why,
+                campaign_url=_admin_url("campaigns_campaign_change", run.campaign_id),
+                run_url=_admin_url("optimization_optimizationrun_change", run.pk),
+            )
+        )
+    return pushes, (found[0].total if found else 0)
+
+
+@dataclass(frozen=True)
+class WorkerHealth:
+    """Are workers taking tasks? From the alert monitor's canary (a task it queues that any worker
+    runs, recorded in the database, so it speaks for every machine) and from the worker's own
+    liveness heartbeat (adsplatform.worker_liveness, a file on the worker's machine)."""
+
+    state: str  # consuming | stalled | unknown (no sign either way yet)
+    detail: str
+    last_beat_at: datetime | None  # this machine's worker heartbeat
+    canary_ran_at: datetime | None  # the last canary a worker ran
+
+    @property
+    def severity(self) -> str:
+        return {"consuming": "ok", "stalled": "critical"}.get(self.state, "notice")
+
+
+def worker_health(*, now: datetime) -> WorkerHealth:
+    """Query 10 (the canary's row), one file read, and a broker PING only when the heartbeat file is
+    stale (to tell a stalled worker from a broker outage), through worker_liveness's public probe."""
+    canary_model = optional_model("optimization", "ProcessHeartbeat")
+    canary = None
+    if canary_model is not None:
+        canary = canary_model.objects.filter(name=canary_model.WORKER_CANARY).first()
+    canary_ran_at = canary.beat_at if canary else None
+    stale_after = alert_tunable("ALERT_WORKER_STALE_SECONDS")
+    path = worker_liveness.heartbeat_file()
+    beat = worker_liveness.last_beat(path)
+    last_beat_at = None if beat is None else datetime.fromtimestamp(beat, tz=UTC)
+    if canary is not None and canary.canary_pending_since is not None:
+        waited = (now - canary.canary_pending_since).total_seconds()
+        if waited > stale_after:
+            return WorkerHealth(
+                "stalled",
+                f"No worker has run the alert monitor's canary task, queued {waited / 60:.0f} minutes ago "
+                f"(workers count as stalled after {stale_after / 60:.0f}): leads, syncs and uploads wait.",
+                last_beat_at,
+                canary_ran_at,
+            )
+    if beat is not None:
+        alive, why = worker_liveness.check(path, worker_liveness.stale_after(), settings.CELERY_BROKER_URL)
+        return WorkerHealth(
+            "consuming" if alive else "stalled", f"This machine's worker: {why}.", last_beat_at, canary_ran_at
+        )
+    if canary_ran_at is not None and (now - canary_ran_at).total_seconds() <= stale_after + 60:
+        return WorkerHealth("consuming", "A worker ran the alert monitor's canary task.", None, canary_ran_at)
+    return WorkerHealth(
+        "unknown",
+        "No sign from a worker yet: no canary run (is the alert monitor running?) and no worker heartbeat "
+        "on this machine.",
+        None,
+        canary_ran_at,
+    )
+
+
+@dataclass
+class Attention:
+    """The dashboard's first section: what is wrong now."""
+
+    alerts: list[AlertRow]
+    alert_total: int
+    platforms: list[PlatformHealth] | None  # None: not shown to this viewer (platform-wide)
+    platform_note: str
+    stuck: list[StuckPush]
+    stuck_total: int
+    worker: WorkerHealth | None  # None: not shown to this viewer (platform-wide)
+
+    @property
+    def platform_problems(self) -> list[PlatformHealth]:
+        return [p for p in self.platforms or [] if p.status != "ok"]
+
+    @property
+    def alerts_hidden(self) -> int:
+        return max(self.alert_total - len(self.alerts), 0)
+
+    @property
+    def stuck_hidden(self) -> int:
+        return max(self.stuck_total - len(self.stuck), 0)
+
+
+def dashboard_attention(*, account_ids: list[int] | None, platform_wide: bool, alert_total: int) -> Attention:
+    """Open alerts, platform outages, stuck pushes and the worker, for one viewer. What concerns no
+    account (platforms, the worker) is shown to people with a role on every account, like
+    platform-wide alerts."""
+    now = timezone.now()
+    platforms = platform_health(now=now) if platform_wide else None
+    stuck, stuck_total = stuck_pushes(account_ids=account_ids, now=now)
+    return Attention(
+        alerts=open_alert_list(account_ids=account_ids, platform_wide=platform_wide),
+        alert_total=alert_total,
+        platforms=None if platforms is None else platforms[0],
+        platform_note="" if platforms is None else platforms[1],
+        stuck=stuck,
+        stuck_total=stuck_total,
+        worker=worker_health(now=now) if platform_wide else None,
+    )
 
 
 # --- Composition ----------------------------------------------------------------------------------
@@ -406,7 +806,7 @@ def _cached(key: str, timeout: int, compute):
 
 
 def dashboard_data(*, filters: DashboardFilters, accounts: list[AccountRow] | None = None) -> Dashboard:
-    """Everything the dashboard shows: at most six queries (one fewer when ``accounts`` is passed in,
+    """Everything the dashboard shows: at most ten queries (one fewer when ``accounts`` is passed in,
     two fewer when the metrics and outcomes are cached)."""
     visible = filters.visible_account_ids
     if accounts is None:
@@ -440,6 +840,9 @@ def dashboard_data(*, filters: DashboardFilters, accounts: list[AccountRow] | No
     )
     # Alerts of no account concern every account: shown beside one account's, to those who see every account.
     open_alerts = open_alerts_by_severity(account_ids=account_ids, platform_wide=visible is None)
+    attention = dashboard_attention(
+        account_ids=account_ids, platform_wide=visible is None, alert_total=sum((open_alerts or {}).values())
+    )
 
     zero = (0, Decimal(0), 0)
     tiles: dict[str, dict[str, Any]] = {}
@@ -503,6 +906,7 @@ def dashboard_data(*, filters: DashboardFilters, accounts: list[AccountRow] | No
         sync_lag=[SyncLagRow(account, _lag_minutes(account)) for account in scoped],
         syncs_in_progress=sum(1 for a in scoped if a.sync_is_active),
         notes=routing_gaps(),
+        attention=attention,
     )
 
 
@@ -546,14 +950,22 @@ def _day_label(day: date) -> str:
     return day.strftime("%b %d").replace(" 0", " ")
 
 
-def _short_money(currency: str):
+def _money_value(currency: str):
+    """A point's amount in full (its hover text), in the currency's own precision."""
+
     def format_value(micros: float) -> str:
-        units = micros / MICROS
-        if abs(units) >= 10_000:
-            return f"{units / 1000:,.0f}k"
-        return f"{units:,.0f}"
+        return format_money(int(micros), currency).removesuffix(f" {currency}")
 
     return format_value
+
+
+def _money_tick(micros: float, step_micros: float) -> str:
+    # The axis is in micros; its labels in units, as precise as the step (2.5k, 0.25).
+    return charts.format_tick(micros / MICROS, step_micros / MICROS, compact=True)
+
+
+def _percent_tick(value: float, step: float) -> str:
+    return charts.format_tick(value, step, suffix="%")
 
 
 def _count(value: float) -> str:
@@ -599,7 +1011,8 @@ def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
                     ],
                     y_label=series.currency_code,
                     x_label="Day (account time zone)",
-                    value_format=_short_money(series.currency_code),
+                    value_format=_money_value(series.currency_code),
+                    tick_format=_money_tick,
                 ),
                 table_headers=["Day", "Spend", "Daily budget"],
                 table_rows=[
@@ -628,15 +1041,22 @@ def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
                     charts.HBar(
                         label=row.account.name,
                         value=row.percent or 0,
-                        value_label=f"{row.percent:,.0f}% · {format_money(row.spend_month_micros, row.account.currency_code)}",
+                        value_label=f"{row.percent:,.0f}% · {row.pace_label.removesuffix(' pace')} · "
+                        f"{format_money(row.spend_month_micros, row.account.currency_code)}",
                         reference=100,
+                        tone=row.tone,
                     )
                     for row in pacing_rows
                 ],
                 x_label="% of the allowance to date",
-                value_format=lambda v: f"{v:,.0f}%",
+                tick_format=_percent_tick,
                 reference_label="on pace (100%)",
-                x_max=charts._nice_ceiling(max([150.0] + [row.percent or 0 for row in pacing_rows])),
+                x_max=150.0,
+            ),
+            note=(
+                f"Bar colours by severity: red far over pace (above {PACING_FAR_OVER:.0f}%), amber over "
+                f"(above {PACING_OVER:.0f}%) or far under (below {PACING_UNDER:.0f}%), green on pace "
+                f"({PACING_ON:.0f}–{PACING_OVER:.0f}%), blue under ({PACING_UNDER:.0f}–{PACING_ON:.0f}%)."
             ),
             table_headers=["Account", "Spend this month", "Allowed to date", "Monthly cap", "Pace", "Based on"],
             table_rows=[
@@ -645,7 +1065,7 @@ def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
                     format_money(row.spend_month_micros, row.account.currency_code),
                     format_money(row.expected_to_date_micros, row.account.currency_code),
                     format_money(row.cap_micros, row.account.currency_code),
-                    "—" if row.percent is None else f"{row.percent:,.1f}%",
+                    "—" if row.percent is None else f"{row.percent:,.1f}% ({row.pace_label})",
                     row.basis,
                 ]
                 for row in data.pacing
@@ -673,6 +1093,7 @@ def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
                 y_label="Conversions",
                 x_label="Day finished (site time zone)",
                 value_format=_count,
+                integer=True,
             ),
             table_headers=["Day", *(s.label for s in outcome_series), "Success rate"],
             table_rows=[
@@ -701,6 +1122,7 @@ def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
                 y_label="Leads",
                 x_label="Day received (site time zone)",
                 value_format=_count,
+                integer=True,
             ),
             table_headers=["Day", *(s.label for s in lead_series)],
             table_rows=[[f"{day:%Y-%m-%d}", *(str(s.values[i]) for s in lead_series)] for i, day in enumerate(days)],
@@ -727,7 +1149,6 @@ def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
                     for row in lag_rows
                 ],
                 x_label="Minutes since the last sync",
-                value_format=lambda v: f"{v:,.0f}",
                 reference_label="sync interval",
             ),
             table_headers=["Account", "Last synced", "Lag", "Interval", "Latest run"],

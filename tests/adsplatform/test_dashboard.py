@@ -14,12 +14,20 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from adsplatform import charts
-from adsplatform.dashboard import DashboardFilters, dashboard_charts, dashboard_context, dashboard_data
+from adsplatform import charts, worker_liveness
+from adsplatform.dashboard import (
+    DashboardFilters,
+    alert_object_link,
+    dashboard_charts,
+    dashboard_context,
+    dashboard_data,
+    pacing_severity,
+    worker_health,
+)
 from campaigns.models import Campaign, DailyMetric, SyncRun
 from campaigns.services import campaign_cache_invalidate
 from conversions.models import Conversion, ConversionAction
-from optimization.models import AccountBudgetSettings, Alert, OptimizationRun
+from optimization.models import AccountBudgetSettings, Alert, OptimizationRun, PlatformCallRecord, ProcessHeartbeat
 from tests.campaigns.factories import AdAccountFactory, CampaignFactory
 from webhooks.models import Lead, WebhookSource
 
@@ -230,7 +238,9 @@ def _count_queries(user) -> tuple[int, int]:
 def test_query_count_does_not_grow_with_data(fixed, today, staff_user):
     small = _count_queries(staff_user)
     _grow(today, accounts=6, campaigns_each=5)
-    assert _count_queries(staff_user) == small == (8, 6)  # 2 of them: does every lead have a route
+    # 2 of them: does every lead have a route; 4: the open alerts listed, platform calls, stuck
+    # pushes, the worker canary
+    assert _count_queries(staff_user) == small == (12, 10)
     assert {t.currency_code for t in dashboard_context({}, user=staff_user)["dashboard"].tiles} == {"EUR", "JPY", "USD"}
 
 
@@ -369,3 +379,275 @@ def test_chart_blocks_have_a_table_for_every_chart(fixed, today):
         "chart-sync-lag",
     ]
     assert all(block.table_rows for block in blocks)
+
+
+# --- Chart axes: round ticks, written as precisely as their step --------------------------------
+
+
+@pytest.mark.parametrize(
+    "peak, maximum, step",
+    [
+        (0, 1.0, 0.25),
+        (1, 1.0, 0.2),
+        (3, 3.0, 1.0),
+        (7, 8.0, 2.0),
+        (12, 12.5, 2.5),
+        (150, 150.0, 50.0),
+        (442, 500.0, 100.0),
+        (12_345, 12_500.0, 2_500.0),
+        (0.07, 0.08, 0.02),
+    ],
+)
+def test_axis_scales_are_tight_and_round(peak, maximum, step):
+    scale = charts.nice_scale(peak)
+    assert (scale.maximum, scale.step) == (maximum, step)
+    assert scale.ticks[-1] == maximum and len(scale.ticks) <= 6
+
+
+def test_count_axes_never_tick_at_fractions():
+    assert charts.nice_scale(1, integer=True).ticks == [0, 1]
+    assert charts.nice_scale(7, integer=True).ticks == [0, 2, 4, 6, 8]
+    assert charts.nice_scale(0, integer=True).ticks == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "value, step, compact, text",
+    [
+        (0.25, 0.25, False, "0.25"),  # not "0.3" (one decimal) nor "0" (none)
+        (0.75, 0.25, False, "0.75"),
+        (0.5, 0.25, False, "0.5"),
+        (1.0, 0.25, False, "1"),
+        (0.3, 0.1, False, "0.3"),  # 0.1 × 3 written without float noise
+        (7.5, 2.5, False, "7.5"),
+        (1250, 250, False, "1,250"),
+        (12_500, 2_500, True, "12.5k"),  # not a rounded "12k"
+        (10_000, 2_500, True, "10k"),
+        (0, 2_500, True, "0"),
+        (0.06, 0.02, False, "0.06"),
+    ],
+)
+def test_tick_labels_are_not_mis_rounded(value, step, compact, text):
+    assert charts.format_tick(value, step, compact=compact) == text
+
+
+def test_chart_ticks_show_quarter_values():
+    svg = str(
+        charts.line_chart(
+            chart_id="q",
+            title="t",
+            desc="d",
+            x_labels=["a", "b"],
+            series=[charts.Series("Spend", [0.2, 1.0])],
+            y_label="",
+            x_label="",
+        )
+    )
+    ticks = re.findall(r'text-anchor="end" fill="#222">([^<]*)</text>', svg)
+    assert ticks == ["0", "0.2", "0.4", "0.6", "0.8", "1"]
+    money = str(
+        charts.line_chart(
+            chart_id="m",
+            title="t",
+            desc="d",
+            x_labels=["a"],
+            series=[charts.Series("Spend", [1_000_000])],  # 1 unit of money in micros
+            y_label="USD",
+            x_label="",
+            tick_format=lambda v, step: charts.format_tick(v / USD, step / USD),
+        )
+    )
+    assert re.findall(r'text-anchor="end" fill="#222">([^<]*)</text>', money) == ["0", "0.2", "0.4", "0.6", "0.8", "1"]
+    pacing = str(
+        charts.hbar_chart(
+            chart_id="p",
+            title="t",
+            desc="d",
+            rows=[charts.HBar("Acme", 1.25, "1.25%"), charts.HBar("Beta", 0.5, "0.5%")],
+            x_label="%",
+        )
+    )
+    ticks = re.findall(r'text-anchor="middle" fill="#222">([^<]*)</text>', pacing)
+    assert ticks[:6] == ["0", "0.25", "0.5", "0.75", "1", "1.25"]
+
+
+# --- Needs attention: open alerts, platform outages, stuck pushes, the worker -------------------
+
+
+def _open_alert(kind: str, subject: str, *, severity: str = "warning", account=None, hours: float = 1, **extra):
+    now = timezone.now()
+    return Alert.objects.create(
+        kind=kind,
+        subject=subject,
+        subject_label=extra.pop("label", subject),
+        severity=severity,
+        value=2,
+        threshold=1,
+        message=extra.pop("message", f"{kind} on {subject}"),
+        opened_at=now - dt.timedelta(hours=hours),
+        last_seen_at=now,
+        account=account,
+        **extra,
+    )
+
+
+def test_open_alerts_are_listed_worst_and_oldest_first_with_links(fixed, today, staff_user):
+    brand = fixed["brand"]
+    overspend = _open_alert(
+        "budget_overspend", f"campaign:{brand.pk}", severity="critical", account=fixed["google_a"], hours=1
+    )
+    outage = _open_alert("api_failures", "platform:meta", severity="critical", hours=2, label="Meta")
+    pacing = _open_alert("pacing_overspend", f"campaign:{fixed['retarget'].pk}", account=fixed["meta"], hours=30)
+    resolved = _open_alert("webhook_delay", "webhooks:inbox", resolved_at=timezone.now())
+
+    attention = dashboard_data(filters=_default_filters(today)).attention
+    assert [a.id for a in attention.alerts] == [outage.pk, overspend.pk, pacing.pk]
+    assert resolved.pk not in [a.id for a in attention.alerts]
+    assert attention.alert_total == 3
+    by_id = {a.id: a for a in attention.alerts}
+    assert by_id[overspend.pk].object_url == reverse("admin:campaigns_campaign_change", args=[brand.pk])
+    assert by_id[overspend.pk].object_label == "Campaign"
+    assert by_id[overspend.pk].alert_url == reverse("admin:optimization_alert_change", args=[overspend.pk])
+    assert by_id[outage.pk].object_url.endswith("/admin/campaigns/adaccount/?platform__exact=meta")
+    assert not by_id[outage.pk].notified
+
+    html = dashboard_context({}, user=staff_user)
+    assert html["dashboard"].attention.alerts[0].id == outage.pk
+
+
+@pytest.mark.parametrize(
+    "subject, details, url_name, label",
+    [
+        ("account:7", {}, "admin:campaigns_adaccount_change", "Ad account"),
+        ("source:3", {}, "admin:webhooks_webhooksource_change", "Webhook source"),
+        ("webhooks:inbox", {"event_id": 42}, "admin:webhooks_webhookevent_change", "Webhook event #42"),
+        ("webhooks:leads", {"lead_id": 9}, "admin:webhooks_lead_change", "Lead #9"),
+        ("workers:celery", {}, "admin:optimization_processheartbeat_changelist", "Process heartbeats"),
+    ],
+)
+def test_every_alert_subject_links_to_its_page(subject, details, url_name, label):
+    url, text = alert_object_link(subject, details)
+    key = subject.partition(":")[2]
+    args = [next(iter(details.values()))] if details else ([int(key)] if key.isdigit() else [])
+    assert (url, text) == (reverse(url_name, args=args), label)
+    assert alert_object_link("something:else", {}) == ("", "")
+
+
+def test_a_viewer_of_one_account_sees_only_its_alerts_and_no_platform_matters(fixed, today, client_with_role):
+    mine = _open_alert("budget_overspend", f"campaign:{fixed['brand'].pk}", account=fixed["google_a"])
+    _open_alert("pacing_overspend", f"campaign:{fixed['retarget'].pk}", account=fixed["meta"])
+    _open_alert("api_failures", "platform:google", severity="critical")
+    viewer = client_with_role("viewer", [fixed["google_a"]]).user
+    attention = dashboard_context({}, user=viewer)["dashboard"].attention
+    assert [a.id for a in attention.alerts] == [mine.pk] and attention.alert_total == 1
+    assert attention.platforms is None and attention.worker is None  # they concern every account
+
+
+def test_admin_index_lists_the_open_alerts(client, staff_user, fixed):
+    alert = _open_alert(
+        "budget_overspend",
+        f"campaign:{fixed['brand'].pk}",
+        severity="critical",
+        account=fixed["google_a"],
+        label="Brand",
+        message="Daily overspend: “Brand” spent 5.00 USD today.",
+    )
+    client.force_login(staff_user)
+    html = client.get(reverse("admin:index")).content.decode()
+    row = html.split(f'data-alert="{alert.pk}"')[1].split("</tr>")[0]
+    assert "Budget overspend (today)" in row and "Critical" in row and "not sent yet" in row
+    assert (
+        f'href="{reverse("admin:campaigns_campaign_change", args=[fixed["brand"].pk])}" data-object-link>Brand' in row
+    )
+    assert "2026-06-17 14:00 UTC" in row  # since when
+    assert 'data-tile="open-alerts">1<' in html
+
+
+@pytest.mark.parametrize(
+    "percent, tone",
+    [(442, "critical"), (151, "critical"), (150, "warning"), (111, "warning"), (110, "ok"), (100, "ok"),
+     (90, "ok"), (89.9, "notice"), (50, "notice"), (49, "warning"), (0, "warning"), (None, "")],
+)  # fmt: skip
+def test_pacing_is_coloured_by_severity(percent, tone):
+    assert pacing_severity(percent)[0] == tone
+
+
+def test_pacing_bars_carry_their_severity(fixed, today):
+    AccountBudgetSettings.objects.create(account=fixed["google_b"], monthly_budget_micros=1 * USD)  # far over
+    blocks = {b.chart_id: b for b in dashboard_charts(dashboard_data(filters=_default_filters(today)))}
+    svg = str(blocks["chart-pacing"].svg)
+    assert 'data-tone="critical"' in svg and "far over" in svg
+    assert any("(far over pace)" in row[4] for row in blocks["chart-pacing"].table_rows)
+    assert "red far over pace" in blocks["chart-pacing"].note
+
+
+def test_platform_outages_come_from_the_call_records(fixed, today):
+    now = timezone.now()
+    for n in range(10):
+        PlatformCallRecord.objects.create(
+            platform="google", operation="search", outcome="transient", error_code="UNAVAILABLE", seconds=1,
+            called_at=now - dt.timedelta(minutes=n),
+        )  # fmt: skip
+    for n in range(20):
+        PlatformCallRecord.objects.create(
+            platform="meta", operation="insights", outcome="ok" if n else "rate_limited", error_code="17" if not n else "",
+            seconds=1, called_at=now - dt.timedelta(minutes=1),
+        )  # fmt: skip
+    PlatformCallRecord.objects.create(  # outside the 15-minute window
+        platform="meta", operation="insights", outcome="auth", seconds=1, called_at=now - dt.timedelta(hours=2)
+    )
+    attention = dashboard_data(filters=_default_filters(today)).attention
+    platforms = {p.platform: p for p in attention.platforms}
+    google, meta = platforms["google"], platforms["meta"]
+    assert (google.status, google.severity, google.calls, google.failures) == ("down", "critical", 10, 10)
+    assert google.last_failure == "transient UNAVAILABLE" and google.last_ok_at is None
+    assert (meta.status, meta.calls, meta.failures, meta.error_percent) == ("errors", 20, 1, "5%")
+    assert [p.platform for p in attention.platform_problems] == ["google", "meta"]
+    assert "above 5% failed of at least 10 calls" in attention.platform_note
+
+
+def test_stuck_budget_pushes(fixed, today):
+    now = timezone.now()
+
+    def run(campaign, **fields):
+        return OptimizationRun.objects.create(
+            campaign=campaign, old_budget_micros=20 * USD, new_budget_micros=25 * USD, reason="r", source="staff",
+            status="pending", **fields,
+        )  # fmt: skip
+
+    overdue = run(fixed["brand"], push_attempts=1, next_attempt_at=now - dt.timedelta(minutes=10))
+    tried = run(fixed["retarget"], push_attempts=5, next_attempt_at=now + dt.timedelta(minutes=5))
+    on_time = run(
+        CampaignFactory(account=fixed["google_b"]), push_attempts=1, next_attempt_at=now + dt.timedelta(minutes=1)
+    )
+    OptimizationRun.objects.filter(pk=on_time.pk).update(created_at=now - dt.timedelta(hours=1))
+    attention = dashboard_data(filters=_default_filters(today)).attention
+    assert [p.id for p in attention.stuck] == [overdue.pk, tried.pk] and attention.stuck_total == 2
+    first = attention.stuck[0]
+    assert first.change == "budget 20.00 USD → 25.00 USD" and "next attempt was due" in first.why
+    assert attention.stuck[1].why == "5 attempts so far"
+    assert first.campaign_url == reverse("admin:campaigns_campaign_change", args=[fixed["brand"].pk])
+    # An account filter narrows them like everything else.
+    only_a = dashboard_data(filters=_default_filters(today, fixed["google_a"].pk)).attention
+    assert [p.id for p in only_a.stuck] == [overdue.pk]
+
+
+def test_worker_health_from_the_canary_and_the_heartbeat(db, tmp_path, monkeypatch):
+    now = timezone.now()
+    path = tmp_path / "beat"
+    monkeypatch.setenv("WORKER_HEARTBEAT_FILE", str(path))
+    assert worker_health(now=now).state == "unknown"
+
+    worker_liveness.record(path)
+    assert worker_health(now=now).state == "consuming"
+    worker_liveness.record(path, now=now.timestamp() - 600)
+    stalled = worker_health(now=now)
+    assert stalled.state == "stalled" and "not consuming" in stalled.detail
+
+    path.unlink()
+    ProcessHeartbeat.objects.create(name=ProcessHeartbeat.WORKER_CANARY, beat_at=now - dt.timedelta(seconds=20))
+    assert worker_health(now=now).state == "consuming"  # a worker ran the canary, on whatever machine
+    ProcessHeartbeat.objects.filter(name=ProcessHeartbeat.WORKER_CANARY).update(
+        canary_pending_since=now - dt.timedelta(minutes=6)
+    )
+    waiting = worker_health(now=now)
+    assert waiting.state == "stalled" and "queued 6 minutes ago" in waiting.detail
