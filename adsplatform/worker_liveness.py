@@ -26,6 +26,11 @@ worker consumed it). So the worker proves it itself, end to end, on its own task
   webhooks backlog sweep re-enqueues lead work long before.
 
 The heartbeat file is ``WORKER_HEARTBEAT_FILE`` (default ``<VAR_DIR>/worker-heartbeat``).
+
+It is a file on the worker's own machine: it drives that worker's probe and watchdog, and no other
+machine reads it. Whether *any* worker takes tasks from the shared queue is the alert monitor's
+question (``manage.py alert_monitor``, optimization/alerts.py): it queues a canary task and opens
+"workers are not taking tasks" when none runs it in time, whichever machines the workers are on.
 """
 
 from __future__ import annotations

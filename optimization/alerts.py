@@ -373,8 +373,9 @@ def _queue_depth() -> int | None:
 
         client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         try:
-            # kombu keeps one list per priority step: "celery", "celery\x06\x163", ...
-            return sum(client.llen(key) for key in client.scan_iter(match="celery*", count=100) if b"." not in key)
+            # kombu keeps one list per priority step: "celery", then "celery\x06\x163", ...
+            keys = [k for k in client.scan_iter(match="celery*", count=100) if k == b"celery" or k[6:8] == b"\x06\x16"]
+            return sum(client.llen(key) for key in keys)
         finally:
             client.close()
     except Exception:
