@@ -254,7 +254,7 @@ class ChangeToolsMixin:
         if request.method == "POST" and place.period and form.is_valid():
             request_kwargs = {
                 **target_of(obj),
-                "new_micros": form.cleaned_data["budget"],
+                "new_micros": form.budget_micros,
                 "reason": form.cleaned_data["reason"],
                 "period": place.period,
                 "confirm_large_change": form.cleaned_data["confirm_large_change"],
@@ -310,7 +310,7 @@ class ChangeToolsMixin:
             return True
         if not form.is_bound or not hasattr(form, "cleaned_data"):
             return False
-        new, old = form.cleaned_data.get("budget"), place.current_micros
+        new, old = form.budget_micros, place.current_micros
         if form.cleaned_data.get("confirm_large_change"):
             return True
         ratio = Decimal(setting("BUDGET_LARGE_CHANGE_RATIO"))

@@ -52,7 +52,7 @@ class BudgetChangeForm(ServiceErrorsMixin, forms.Form):
     """A new daily or lifetime budget (whichever the object has), with the confirmations the
     guards may ask for; the template shows each confirmation only when it is needed."""
 
-    budget = UnitsAsMicrosField(label="New daily budget")
+    daily_budget = UnitsAsMicrosField(label="New daily budget")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Required; kept in the audit trail.")
     confirm_large_change = forms.BooleanField(
         required=False, label="Confirm a change beyond ±50% of the current budget"
@@ -62,8 +62,8 @@ class BudgetChangeForm(ServiceErrorsMixin, forms.Form):
     )
 
     FIELD_OF_ERROR = {
-        "daily_budget_micros": "budget",
-        "lifetime_budget_micros": "budget",
+        "daily_budget_micros": "daily_budget",
+        "lifetime_budget_micros": "lifetime_budget",
         "reason": "reason",
         "confirm_large_change": "confirm_large_change",
         "confirm_shared_budget": "confirm_shared_budget",
@@ -71,10 +71,17 @@ class BudgetChangeForm(ServiceErrorsMixin, forms.Form):
 
     def __init__(self, *args, period: str = "daily", currency: str = "", **kwargs):
         super().__init__(*args, **kwargs)
-        field = self.fields["budget"]
+        # The field is named after the budget it changes: daily_budget or lifetime_budget.
+        self.budget_field = f"{period}_budget"
+        field = self.fields.pop("daily_budget")
         field.label = f"New {period} budget"
         example = "12500" if currency in ("JPY", "KRW") else "125.50"
         field.help_text = f"In {currency or 'the account currency'}, e.g. {example}."
+        self.fields = {self.budget_field: field, **self.fields}
+
+    @property
+    def budget_micros(self) -> int | None:
+        return self.cleaned_data.get(self.budget_field)
 
 
 class StatusChangeForm(ServiceErrorsMixin, forms.Form):

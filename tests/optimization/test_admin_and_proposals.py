@@ -57,7 +57,7 @@ def test_staff_budget_form_changes_the_sandbox_budget_and_the_next_sync_shows_it
     campaign.refresh_from_db()
     assert campaign.daily_budget_micros == 123_450_000
     change_page = operator.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
-    assert b"Budget history" in change_page.content and b"Holiday push" in change_page.content
+    assert b"Change records" in change_page.content and b"Holiday push" in change_page.content
 
 
 def test_the_budget_form_shows_each_guard_as_a_form_error(operator, google_account):
@@ -205,13 +205,17 @@ def test_admin_proposals_show_impact_per_account_and_reject(operator, google_acc
 def test_admin_approve_action(
     operator, google_account, optimizer_settings, eager_tasks, django_capture_on_commit_callbacks
 ):
+    """One proposal of a reallocation: the total would move, so admin says by how much first;
+    approved anyway, it is pushed."""
     proposal = services.optimizer_run(account=google_account)[0]
+    changelist = reverse("admin:optimization_optimizationrun_changelist")
+
+    warning = operator.post(changelist, {"action": "approve_proposals", "_selected_action": [proposal.pk]})
+    assert warning.status_code == 200 and b"approved whole" in warning.content
+    assert OptimizationRun.objects.get(pk=proposal.pk).status == "proposed"
 
     with django_capture_on_commit_callbacks(execute=True):
-        operator.post(
-            reverse("admin:optimization_optimizationrun_changelist"),
-            {"action": "approve_proposals", "_selected_action": [proposal.pk]},
-        )
+        operator.post(changelist, {"action": "approve_proposals", "_selected_action": [proposal.pk], "post": "yes"})
 
     proposal.refresh_from_db()
     assert proposal.status == "applied"

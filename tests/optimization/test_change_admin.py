@@ -214,7 +214,7 @@ def test_an_abo_campaigns_budget_page_links_to_its_ad_sets_budget_forms(operator
     assert "live on its ad sets" in detail
     for group in abo_campaign.ad_groups.all():
         assert url(group, "budget") in detail and url(group, "budget") in form
-    assert 'name="budget"' not in form
+    assert 'name="daily_budget"' not in form and 'name="lifetime_budget"' not in form
 
 
 def test_a_google_ad_group_points_to_its_campaigns_budget(operator):
@@ -222,7 +222,7 @@ def test_a_google_ad_group_points_to_its_campaigns_budget(operator):
     group = ad_set(campaign, "Exact match")
     form = page(operator, url(group, "budget"))
     assert "Google ad groups have no budget" in form and url(campaign, "budget") in form
-    assert 'name="budget"' not in form
+    assert 'name="daily_budget"' not in form and 'name="lifetime_budget"' not in form
 
 
 def test_the_confirmations_appear_only_when_needed(operator):
@@ -231,8 +231,8 @@ def test_the_confirmations_appear_only_when_needed(operator):
     CampaignFactory(account=shared.account, budget_is_shared=True, budget_external_id="77", name="Sibling")
 
     plain = page(operator, url(campaign, "budget"))
-    small = page(operator, url(campaign, "budget"), budget="120", reason="r", _check="Check with Google")
-    large = page(operator, url(campaign, "budget"), budget="400", reason="r", _change="Change budget")
+    small = page(operator, url(campaign, "budget"), daily_budget="120", reason="", _check="Check with Google")
+    large = page(operator, url(campaign, "budget"), daily_budget="400", reason="r", _change="Change budget")
     on_shared = page(operator, url(shared, "budget"))
 
     assert 'name="confirm_large_change"' not in plain and 'name="confirm_shared_budget"' not in plain
@@ -244,7 +244,7 @@ def test_the_confirmations_appear_only_when_needed(operator):
 
 def test_a_refused_check_shows_the_refusal_and_writes_nothing(operator, abo_campaign):
     group = abo_campaign.ad_groups.get(name="Daily ad set")
-    form = page(operator, url(group, "budget"), budget="0.50", reason="Test the floor", _check="Check with Meta")
+    form = page(operator, url(group, "budget"), daily_budget="0.50", reason="Test the floor", _check="Check with Meta")
 
     assert 'data-verdict="invalid"' in form
     assert "Meta takes no daily budget below 1.00 USD" in form and "below_platform_minimum" in form
@@ -254,7 +254,7 @@ def test_a_refused_check_shows_the_refusal_and_writes_nothing(operator, abo_camp
 
 def test_a_refused_change_shows_the_guard_on_its_field_and_writes_nothing(operator, abo_campaign):
     group = abo_campaign.ad_groups.get(name="Lifetime ad set")  # 600.00 USD already spent
-    form = page(operator, url(group, "budget"), budget="500", reason="Trim it", _change="Change budget")
+    form = page(operator, url(group, "budget"), lifetime_budget="500", reason="Trim it", _change="Change budget")
 
     assert "600.00 USD of the lifetime budget is already spent" in form
     assert not OptimizationRun.objects.exists()
@@ -346,7 +346,7 @@ def test_the_forms_need_the_advertiser_role(staff_with_role, abo_campaign, view)
 
     viewer = staff_with_role(VIEWER, abo_campaign.account)
     assert viewer.get(url(group, view)).status_code == 403
-    assert viewer.post(url(group, view), {"budget": "50", "status": "paused", "reason": "x"}).status_code == 403
+    assert viewer.post(url(group, view), {"daily_budget": "50", "status": "paused", "reason": "x"}).status_code == 403
     detail = page(viewer, url(group, "change"))
     assert url(group, "budget") not in detail and url(group, "status") not in detail
 
