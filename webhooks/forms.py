@@ -365,7 +365,9 @@ class RoutingRuleForm(forms.ModelForm):
             "Every condition must hold for the rule to match; no condition matches every lead (the default "
             "route, keep it last). Fields: "
             + ", ".join(services.LEAD_FIELDS)
-            + ", or a custom answer as answers.<question id>. Tick Remove to drop a condition."
+            # Admin renders help text as HTML: no angle brackets here.
+            + ", or a custom answer as answers. and its question id (answers.budget). Tick Remove to drop a "
+            "condition."
         ),
     )
 
