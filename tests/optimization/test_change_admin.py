@@ -16,7 +16,9 @@ from campaigns.access import ADMIN, ADVERTISER, VIEWER, account_access_grant
 from campaigns.models import AdGroup, AdGroupDailyMetric, Campaign
 from campaigns.services import account_today
 from optimization.models import AccountBudgetSettings, OptimizationRun
+from platforms.registry import get_platform
 from tests.campaigns.factories import AdAccountFactory, CampaignFactory, add_metrics
+from tests.optimization.conftest import own_budget_campaign
 
 pytestmark = pytest.mark.django_db
 
@@ -56,15 +58,15 @@ def ad_set(campaign: Campaign, name: str = "Ad set A", **fields) -> AdGroup:
 
 
 @pytest.fixture
-def meta_account(db):
+def meta_shop(db):
     return AdAccountFactory(platform="meta", name="Meta shop", currency_code="USD", time_zone="UTC")
 
 
 @pytest.fixture
-def abo_campaign(meta_account) -> Campaign:
+def abo_campaign(meta_shop) -> Campaign:
     """A Meta campaign whose budgets live on its ad sets: one daily, one lifetime."""
     campaign = CampaignFactory(
-        account=meta_account, name="ABO prospecting", daily_budget_micros=None, budget_level="ad_group"
+        account=meta_shop, name="ABO prospecting", daily_budget_micros=None, budget_level="ad_group"
     )
     ad_set(campaign, "Daily ad set", daily_budget_micros=40_000_000)
     ad_set(
@@ -463,3 +465,127 @@ def test_an_admin_of_the_account_may_use_every_change_tool(staff_with_role, abo_
     group = abo_campaign.ad_groups.get(name="Daily ad set")
     assert admin_client.get(url(group, "budget")).status_code == 200
     assert admin_client.get(url(abo_campaign, "status")).status_code == 200
+
+
+# --- Through the sandbox: check, change, applied ------------------------------------------------------
+
+
+def record_page(client, run: OptimizationRun) -> str:
+    return page(client, reverse("admin:optimization_optimizationrun_change", args=[run.pk]))
+
+
+def test_a_google_budget_is_checked_then_changed_then_applied(
+    operator, google_account, sandbox, eager_tasks, django_capture_on_commit_callbacks
+):
+    campaign = own_budget_campaign(google_account)
+    amount = f"{(campaign.daily_budget_micros + 5_000_000) / 1_000_000:.2f}"
+    form = {"daily_budget": amount, "reason": "More room for a strong week"}
+
+    checked = page(operator, url(campaign, "budget"), **form, _check="Check with Google")
+    assert 'data-verdict="valid"' in checked and "Google Ads accepts this change" in checked
+    assert not OptimizationRun.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=False) as pushes:
+        response = operator.post(url(campaign, "budget"), {**form, "_change": "Change budget"})
+    assert response.status_code == 302 and response["Location"] == url(campaign, "change")
+    run = OptimizationRun.objects.get()
+    assert (run.kind, run.level, run.status) == ("budget", "campaign", "pending")
+    assert "Pending (being pushed)" in record_page(operator, run)
+
+    for push in pushes:
+        push()
+
+    run.refresh_from_db()
+    assert run.status == "applied"
+    assert "Applied (platform confirmed)" in record_page(operator, run)
+    assert f"{amount} USD / day" in page(operator, url(campaign, "change"))
+    confirmed = get_platform("google").get_campaign(google_account, campaign.external_id).daily_budget_micros
+    assert confirmed == run.new_budget_micros
+
+
+def test_a_meta_ad_set_budget_is_changed_on_its_ad_set(
+    operator, meta_account, sandbox, eager_tasks, django_capture_on_commit_callbacks
+):
+    group = (
+        AdGroup.objects.filter(account=meta_account, status="enabled", daily_budget_micros__gt=0)
+        .order_by("external_id")
+        .first()
+    )
+    assert group is not None, "the sandbox keeps ABO ad sets with daily budgets"
+    campaign_page = page(operator, url(group.campaign, "change"))
+    assert url(group, "budget") in campaign_page  # the ABO campaign points to its ad sets' forms
+    amount = f"{(group.daily_budget_micros + 2_000_000) / 1_000_000:.2f}"
+
+    checked = page(operator, url(group, "budget"), daily_budget=amount, reason="Scale the winner", _check="Check")
+    assert 'data-verdict="valid"' in checked and "Meta accepts this change" in checked
+
+    with django_capture_on_commit_callbacks(execute=True):
+        operator.post(url(group, "budget"), {"daily_budget": amount, "reason": "Scale the winner", "_change": "x"})
+
+    run = OptimizationRun.objects.get()
+    assert (run.level, run.ad_group_id, run.status) == ("ad_group", group.pk, "applied")
+    assert (
+        get_platform("meta").get_ad_group(meta_account, group.external_id).daily_budget_micros == run.new_budget_micros
+    )
+
+
+def test_a_lifetime_budget_below_spend_is_refused_by_the_check_and_nothing_is_written(operator, meta_account, sandbox):
+    campaign = Campaign.objects.filter(account=meta_account, budget_micros__isnull=False, status="enabled").first()
+    assert campaign is not None and campaign.budget_remaining_micros is not None
+    spent = campaign.budget_micros - campaign.budget_remaining_micros
+    below = f"{(spent - 100_000_000) / 1_000_000:.2f}"
+
+    refused = page(operator, url(campaign, "budget"), lifetime_budget=below, reason="Trim", _check="Check with Meta")
+    assert 'data-verdict="invalid"' in refused and "already spent" in refused
+
+    # Not knowing the spend here, the platform itself refuses it.
+    Campaign.objects.filter(pk=campaign.pk).update(budget_remaining_micros=None)
+    refused_there = page(
+        operator,
+        url(campaign, "budget"),
+        lifetime_budget=below,
+        reason="Trim",
+        confirm_large_change="on",
+        _check="Check",
+    )
+    assert 'data-verdict="invalid"' in refused_there and "Meta:" in refused_there
+    assert not OptimizationRun.objects.exists()
+
+
+def test_pause_a_campaign_check_then_pause_then_applied(
+    operator, google_account, sandbox, eager_tasks, django_capture_on_commit_callbacks
+):
+    campaign = own_budget_campaign(google_account)
+    status_url = url(campaign, "status")
+    checked = page(operator, status_url, status="paused", reason="Overspending today", _check="Check with Google")
+    assert 'data-verdict="valid"' in checked
+    assert not OptimizationRun.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator.post(status_url, {"status": "paused", "reason": "Overspending today", "_change": "Pause"})
+
+    assert response.status_code == 302
+    run = OptimizationRun.objects.get()
+    assert (run.kind, run.old_status, run.new_status, run.status) == ("status", "enabled", "paused", "applied")
+    assert get_platform("google").get_campaign(google_account, campaign.external_id).status == "paused"
+    assert "Enable campaign" in page(operator, url(campaign, "change"))
+
+
+def test_bulk_pause_makes_one_change_record_per_ad_set(
+    operator, meta_account, sandbox, eager_tasks, django_capture_on_commit_callbacks
+):
+    groups = list(AdGroup.objects.filter(account=meta_account, status="enabled").order_by("external_id")[:2])
+    ids = [str(group.pk) for group in groups]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator.post(
+            reverse(AD_GROUP_LIST),
+            {"action": "pause_selected", "_selected_action": ids, "post": "yes", "reason": "Account overspend"},
+            follow=True,
+        )
+
+    assert "2 change record(s) to paused" in response.content.decode()
+    runs = OptimizationRun.objects.order_by("pk")
+    assert [(run.ad_group_id, run.status) for run in runs] == [(group.pk, "applied") for group in groups]
+    for group in groups:
+        assert get_platform("meta").get_ad_group(meta_account, group.external_id).status == "paused"
