@@ -17,9 +17,9 @@ from connections.models import Connection
 
 class ConnectionSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    platform = serializers.ChoiceField(choices=Platform.values)
-    kind = serializers.ChoiceField(choices=Connection.Kind.values)
-    status = serializers.ChoiceField(choices=Connection.Status.values)
+    platform = serializers.ChoiceField(choices=Platform.choices)
+    kind = serializers.ChoiceField(choices=Connection.Kind.choices)
+    status = serializers.ChoiceField(choices=Connection.Status.choices)
     expires_at = serializers.DateTimeField(allow_null=True, help_text="When the token expires; null: it does not.")
     accounts = serializers.ListField(
         child=serializers.IntegerField(), help_text="Ids of the ad accounts (GET /api/v1/accounts/) it reaches."
