@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from functools import partial
-from itertools import islice
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -17,14 +15,13 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns.models import AdAccount, Campaign, CampaignStatus, DailyMetric, SyncRun
-from platforms.base import AuthError, CampaignInfo, MetricRow, PlatformError, RateLimitedError, TransientError
+from campaigns.models import AdAccount, SyncRun
+from campaigns.upserts import ad_group_metric_upsert, ad_group_upsert, campaign_upsert, metric_upsert
+from platforms.base import AuthError, PlatformError, RateLimitedError, TransientError
 from platforms.registry import get_platform, platform_for_account
 
 logger = logging.getLogger(__name__)
 
-CAMPAIGN_CHUNK = 1_000
-METRIC_CHUNK = 5_000
 # A running sync renews its lease with every chunk it writes; a lease not renewed for this
 # long belongs to a worker that died, and the next run may take it.
 SYNC_LEASE_SECONDS = 10 * 60
@@ -251,9 +248,18 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
     run.started_at = timezone.now()
     run.finished_at = None
     run.attempts += 1
-    run.campaigns_synced = run.metric_rows_synced = 0
+    run.campaigns_synced = run.metric_rows_synced = run.ad_groups_synced = run.ad_group_metric_rows_synced = 0
     run.save(
-        update_fields=["status", "started_at", "finished_at", "attempts", "campaigns_synced", "metric_rows_synced"]
+        update_fields=[
+            "status",
+            "started_at",
+            "finished_at",
+            "attempts",
+            "campaigns_synced",
+            "metric_rows_synced",
+            "ad_groups_synced",
+            "ad_group_metric_rows_synced",
+        ]
     )
     adapter = platform_for_account(account)
     try:
@@ -261,18 +267,31 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
         run.campaigns_synced = campaign_upsert(
             account=account, campaigns=adapter.list_campaigns(account), synced_at=run.started_at
         )
-        _save_progress(
-            run, f"{run.campaigns_synced} campaigns; reading metrics {run.date_from}…{run.date_to}", progress
+        _save_progress(run, f"{run.campaigns_synced} campaigns; reading ad groups…", progress)
+        run.ad_groups_synced = ad_group_upsert(
+            account=account, ad_groups=adapter.list_ad_groups(account), synced_at=run.started_at
         )
+        objects = f"{run.campaigns_synced} campaigns, {run.ad_groups_synced} ad groups"
+        _save_progress(run, f"{objects}; reading metrics {run.date_from}…{run.date_to}", progress)
 
         def on_chunk(rows_so_far: int) -> None:
             run.metric_rows_synced = rows_so_far
-            _save_progress(run, f"{run.campaigns_synced} campaigns; {rows_so_far} metric rows so far", progress)
+            _save_progress(run, f"{objects}; {rows_so_far} campaign metric rows so far", progress)
 
         run.metric_rows_synced = metric_upsert(
             account=account,
             rows=adapter.iter_daily_metrics(account, run.date_from, run.date_to),
             on_chunk=on_chunk,
+        )
+
+        def on_ad_group_chunk(rows_so_far: int) -> None:
+            run.ad_group_metric_rows_synced = rows_so_far
+            _save_progress(run, f"{objects}; {rows_so_far} ad group metric rows so far", progress)
+
+        run.ad_group_metric_rows_synced = ad_group_metric_upsert(
+            account=account,
+            rows=adapter.iter_ad_group_daily_metrics(account, run.date_from, run.date_to),
+            on_chunk=on_ad_group_chunk,
         )
     except PlatformError as exc:
         _despite_database_errors(partial(_record_failure, run, exc))
@@ -288,7 +307,10 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
     finished = timezone.now()
     run.status = SyncRun.Status.SUCCEEDED
     run.finished_at = finished
-    run.progress = f"Done: {run.campaigns_synced} campaigns, {run.metric_rows_synced} metric rows."
+    run.progress = (
+        f"Done: {run.campaigns_synced} campaigns, {run.ad_groups_synced} ad groups, "
+        f"{run.metric_rows_synced + run.ad_group_metric_rows_synced} metric rows."
+    )
     run.error_class = run.error_message = ""
     run.save()
     AdAccount.objects.filter(pk=account.pk).update(last_synced_at=finished)
@@ -300,6 +322,8 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
             "sync_run_id": run.pk,
             "campaigns": run.campaigns_synced,
             "metric_rows": run.metric_rows_synced,
+            "ad_groups": run.ad_groups_synced,
+            "ad_group_metric_rows": run.ad_group_metric_rows_synced,
             "seconds": run.duration_seconds,
         },
     )
@@ -357,142 +381,3 @@ def sync_runs_settle_abandoned() -> int:
 def sync_run_give_up(*, run: SyncRun) -> None:
     """The task ran out of retries: the run is failed for good."""
     SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.FAILED, finished_at=timezone.now())
-
-
-def _chunks(iterable: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(iterable)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
-def campaign_upsert(*, account: AdAccount, campaigns: Iterable[CampaignInfo], synced_at) -> int:
-    """Insert or update the account's campaigns in chunks; ones that vanished are marked removed."""
-    seen: set[str] = set()
-    for chunk in _chunks(campaigns, CAMPAIGN_CHUNK):
-        Campaign.objects.bulk_create(
-            [
-                Campaign(
-                    account=account,
-                    platform=account.platform,
-                    external_id=info.external_id,
-                    name=info.name,
-                    status=info.status,
-                    daily_budget_micros=info.daily_budget_micros,
-                    budget_micros=info.budget_micros,
-                    budget_external_id=info.budget_external_id,
-                    budget_is_shared=info.budget_is_shared,
-                    synced_at=synced_at,
-                    updated_at=synced_at,
-                )
-                for info in chunk
-            ],
-            update_conflicts=True,
-            unique_fields=["platform", "external_id"],
-            update_fields=[
-                "name",
-                "status",
-                "daily_budget_micros",
-                "budget_micros",
-                "budget_external_id",
-                "budget_is_shared",
-                "synced_at",
-                "updated_at",
-            ],
-        )
-        seen.update(info.external_id for info in chunk)
-    # Never deleted: their metrics history stays reportable.
-    (
-        Campaign.objects.filter(account=account)
-        .exclude(status=CampaignStatus.REMOVED)
-        .exclude(external_id__in=seen)
-        .update(status=CampaignStatus.REMOVED, synced_at=synced_at, updated_at=synced_at)
-    )
-    return len(seen)
-
-
-def metric_upsert(
-    *, account: AdAccount, rows: Iterable[MetricRow], on_chunk: Callable[[int], None] | None = None
-) -> int:
-    """Upsert daily metrics in chunks as they stream in; memory holds one chunk at a time.
-
-    On PostgreSQL each chunk is COPYed into a staging table and merged with one
-    INSERT ... ON CONFLICT that skips rows whose numbers did not change (measured: about
-    4x the rate of bulk_create(update_conflicts=True); see README "Performance").
-    """
-    campaign_ids = dict(Campaign.objects.filter(account=account).values_list("external_id", "id"))
-    upsert_chunk = _metric_chunk_pg if connection.vendor == "postgresql" else _metric_chunk_orm
-    written = skipped = 0
-    for chunk in _chunks(rows, METRIC_CHUNK):
-        known = []
-        for row in chunk:
-            campaign_id = campaign_ids.get(row.campaign_external_id)
-            if campaign_id is None:  # metrics for a campaign the listing did not return
-                skipped += 1
-                continue
-            known.append((campaign_id, row))
-        upsert_chunk(known)
-        written += len(known)
-        if on_chunk:
-            on_chunk(written)
-    if skipped:
-        logger.warning("metric rows of unknown campaigns skipped", extra={"account_id": account.pk, "rows": skipped})
-    return written
-
-
-_METRIC_COLUMNS = ("impressions", "clicks", "cost_micros", "conversions", "conversion_value_micros")
-_STAGING_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS metric_staging (campaign_id uuid, date date, impressions bigint, "
-    "clicks bigint, cost_micros bigint, conversions numeric(18,4), conversion_value_micros bigint) "
-    "ON COMMIT DELETE ROWS"
-)
-_MERGE_SQL = f"""
-INSERT INTO campaigns_dailymetric (campaign_id, date, {", ".join(_METRIC_COLUMNS)}, updated_at)
-SELECT campaign_id, date, {", ".join(_METRIC_COLUMNS)}, now() FROM metric_staging
-ON CONFLICT (campaign_id, date) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in _METRIC_COLUMNS)}, updated_at = EXCLUDED.updated_at
-WHERE ({", ".join(f"campaigns_dailymetric.{c}" for c in _METRIC_COLUMNS)})
-      IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in _METRIC_COLUMNS)})
-"""  # noqa: S608 - column names are constants, values travel by COPY
-
-
-def _metric_chunk_pg(rows: list[tuple[Any, MetricRow]]) -> None:
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_STAGING_DDL)
-        with cursor.cursor.copy(
-            f"COPY metric_staging (campaign_id, date, {', '.join(_METRIC_COLUMNS)}) FROM STDIN"
-        ) as copy:
-            for campaign_id, row in rows:
-                copy.write_row(
-                    (
-                        campaign_id,
-                        row.date,
-                        row.impressions,
-                        row.clicks,
-                        row.cost_micros,
-                        row.conversions,
-                        row.conversion_value_micros,
-                    )
-                )
-        cursor.execute(_MERGE_SQL)
-
-
-def _metric_chunk_orm(rows: list[tuple[Any, MetricRow]]) -> None:
-    now = timezone.now()
-    DailyMetric.objects.bulk_create(
-        [
-            DailyMetric(
-                campaign_id=campaign_id,
-                date=row.date,
-                impressions=row.impressions,
-                clicks=row.clicks,
-                cost_micros=row.cost_micros,
-                conversions=row.conversions,
-                conversion_value_micros=row.conversion_value_micros,
-                updated_at=now,
-            )
-            for campaign_id, row in rows
-        ],
-        update_conflicts=True,
-        unique_fields=["campaign", "date"],
-        update_fields=[*_METRIC_COLUMNS, "updated_at"],
-    )
