@@ -1,23 +1,24 @@
-"""The platforms' own floors for a daily budget, checked before anything is sent.
+"""The platforms' floors for a daily budget, in one place: the guards check them before anything
+is sent, and the emulators refuse below them, so both agree on the numbers.
 
-The platform stays the authority: a preview (validate-only) asks it, and a push that it refuses
-is recorded with its words. These floors only let the platform explain itself sooner.
-
-- Google: a budget must be at least the currency's minimum CPC
-  (``CampaignBudgetError.MONEY_AMOUNT_LESS_THAN_CURRENCY_MINIMUM_CPC``); for the currencies below
-  that is one minor unit, so the currency's minimum unit is the floor.
-- Meta: an ad account's ``minimum_budgets`` edge reports ``min_daily_budget_imp`` (impression-billed
-  ad sets, the lowest of its floors) per currency, about 1 USD. The table holds it for common
-  currencies; for others the floor is one minimum unit and Meta's own validation decides.
+The platform stays the authority: a preview (validate-only) asks it, and a push it refuses is
+recorded with its words; these floors only let an operator hear it sooner. The real floors are
+the platforms' own and vary by account: Google reports a campaign's per-day minimum in
+``BudgetPerDayMinimumErrorDetails`` when it refuses a budget
+(``CampaignBudgetError.BUDGET_BELOW_PER_DAY_MINIMUM``); Meta reports an ad account's floors on its
+``minimum_budgets`` edge and refuses a lower budget with error 100, subcode 1885272 ("Your budget
+is too low"). The values below: for Meta, ``min_daily_budget_imp`` (the floor of
+impression-billed ad sets, the lowest one) for common currencies; for Google, one unit of the
+currency per day (100 of a currency without a minor unit, 1,000 KRW).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from platforms.base import MICROS_PER_UNIT, minor_unit_micros
+from platforms.base import MICROS_PER_UNIT, THREE_DECIMAL_CURRENCIES, ZERO_DECIMAL_CURRENCIES
 
-# Whole currency units (Meta's min_daily_budget_imp for impression-billed ad sets).
+# Whole currency units a day.
 META_MIN_DAILY_BUDGET_UNITS: dict[str, Decimal] = {
     "USD": Decimal("1.00"),
     "EUR": Decimal("1.00"),
@@ -33,12 +34,31 @@ META_MIN_DAILY_BUDGET_UNITS: dict[str, Decimal] = {
     "JPY": Decimal("150"),
     "KRW": Decimal("1400"),
 }
+GOOGLE_MIN_DAILY_BUDGET_UNITS: dict[str, Decimal] = {"JPY": Decimal(100), "KRW": Decimal(1000)}
+
+
+def _fallback_units(currency_code: str) -> Decimal:
+    code = currency_code.upper()
+    if code in ZERO_DECIMAL_CURRENCIES:
+        return Decimal(100)
+    if code in THREE_DECIMAL_CURRENCIES:
+        return Decimal("1.000")
+    return Decimal("1.00")
+
+
+def meta_min_daily_budget_micros(currency_code: str) -> int:
+    """The lowest daily budget Meta takes (campaign or ad set), in micros."""
+    code = currency_code.upper()
+    return int(META_MIN_DAILY_BUDGET_UNITS.get(code, _fallback_units(code)) * MICROS_PER_UNIT)
+
+
+def google_min_daily_budget_micros(currency_code: str) -> int:
+    """The per-day minimum of a Google campaign budget, in micros."""
+    code = currency_code.upper()
+    return int(GOOGLE_MIN_DAILY_BUDGET_UNITS.get(code, _fallback_units(code)) * MICROS_PER_UNIT)
 
 
 def minimum_daily_budget_micros(platform: str, currency_code: str) -> int:
-    """The lowest daily budget the platform takes in this currency, in micros."""
-    code = currency_code.upper()
-    unit = minor_unit_micros(code)
-    if platform == "meta" and code in META_MIN_DAILY_BUDGET_UNITS:
-        return int(META_MIN_DAILY_BUDGET_UNITS[code] * MICROS_PER_UNIT)
-    return unit
+    if platform == "meta":
+        return meta_min_daily_budget_micros(currency_code)
+    return google_min_daily_budget_micros(currency_code)

@@ -15,7 +15,7 @@ Writes: CampaignBudgetService (``amount_micros`` of daily budgets, ``total_amoun
 custom-period ones), CampaignService and AdGroupService (``status``) are applied for real, each
 operation checked as Google checks it; ``validate_only`` runs every check and changes nothing;
 ``partial_failure`` applies the operations that pass. Budgets below the per-day minimum
-(``platforms.sandbox.rules``) are refused with BUDGET_BELOW_PER_DAY_MINIMUM and its
+(``platforms.budget_rules``) are refused with BUDGET_BELOW_PER_DAY_MINIMUM and its
 ``budget_per_day_minimum_error_details``; a total budget below what the flight already spent with
 RangeError.TOO_LOW.
 
@@ -50,6 +50,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
 
 from platforms.base import minor_unit_micros
+from platforms.budget_rules import google_min_daily_budget_micros
 from platforms.registry import (
     SANDBOX_GOOGLE_CLIENT_ID,
     SANDBOX_GOOGLE_CLIENT_SECRET,
@@ -63,7 +64,6 @@ from platforms.sandbox.google.engine import CompiledQuery
 from platforms.sandbox.google.gaql import GaqlError, parse
 from platforms.sandbox.google.oauth import OAuthServer, login_reaches
 from platforms.sandbox.google.state import CallRecord, GoogleSandboxState, StoredConversion, conversion_key
-from platforms.sandbox.rules import google_min_daily_budget_micros
 
 logger = logging.getLogger(__name__)
 

@@ -45,8 +45,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from platforms.base import minor_unit_micros
+from platforms.budget_rules import meta_min_daily_budget_micros
 from platforms.registry import SANDBOX_META_ACCESS_TOKEN, SANDBOX_META_APP_SECRET
 from platforms.sandbox.faults import Faults
+from platforms.sandbox.meta import oauth as meta_oauth
 from platforms.sandbox.meta.data import (
     LEAD_ACTION_TYPES,
     PURCHASE_ACTION_TYPES,
@@ -64,7 +66,6 @@ from platforms.sandbox.meta.data import (
 from platforms.sandbox.meta.data import (
     campaign_day as _campaign_day,
 )
-from platforms.sandbox.rules import meta_min_daily_budget_micros
 
 logger = logging.getLogger(__name__)
 
@@ -732,8 +733,7 @@ class GraphHandler(BaseHTTPRequestHandler):
                 account = state.account_of(node)
             account_id = account.account_id if account else None
             self._apply_faults(state, parts, account_id)
-            state.check_token(params, self.headers.get("Authorization", ""))
-            status, body = self._route(state, method, parts, params)
+            status, body = meta_oauth.route(self, state, method, parts, params)  # logins, then _route
             if body is None:  # timeout_after_accept: the work is done, the answer never comes
                 self.close_connection = True
                 return
