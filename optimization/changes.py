@@ -256,6 +256,15 @@ def budget_change_check(
             f"The budget must be positive (got {new_micros} micros). To stop spending, pause the {target.noun}.",
             "not_positive",
         )
+    # The floor before the unit: a rounding suggestion is then never one the platform refuses.
+    floor = minimum_daily_budget_micros(account.platform, currency)
+    if period == Period.DAILY and new_micros < floor:
+        raise refuse(
+            fieldname,
+            f"{target.platform_name} takes no daily budget below {format_money(floor, currency)}; choose at "
+            f"least that, or pause the {target.noun} to stop spending.",
+            "below_platform_minimum",
+        )
     unit = minor_unit_micros(currency)
     if new_micros % unit:
         down = new_micros - new_micros % unit
@@ -271,14 +280,6 @@ def budget_change_check(
         )
     _budget_lives_here(target, period)
     if period == Period.DAILY:
-        floor = minimum_daily_budget_micros(account.platform, currency)
-        if new_micros < floor:
-            raise refuse(
-                fieldname,
-                f"{target.platform_name} takes no daily budget below {format_money(floor, currency)}; choose at "
-                f"least that, or pause the {target.noun} to stop spending.",
-                "below_platform_minimum",
-            )
         budget_settings = selectors.account_budget_settings(account=account)
         cap = budget_settings.max_campaign_daily_budget_micros if budget_settings else None
         if cap is not None and new_micros > cap:

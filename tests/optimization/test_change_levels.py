@@ -319,11 +319,17 @@ def test_one_of_daily_or_lifetime_and_the_right_one(staff_client, meta_account):
 
 def test_the_minimum_unit_suggestion_is_never_zero(staff_client, google_account):
     campaign = cbo_daily_campaign(google_account)
-    response = staff_client.post(url(campaign, "budget"), {"daily_budget_micros": 5_000, "reason": "x"}, format="json")
+    response = staff_client.post(
+        url(campaign, "budget"), {"daily_budget_micros": 1_005_000, "reason": "x"}, format="json"
+    )
     assert response.status_code == 400
     message = response.json()["error"]["message"]
-    assert "e.g. 10000 (0.01 USD)" in message
-    assert "e.g. 0 " not in message
+    assert "e.g. 1000000 (1.00 USD) or 1010000 (1.01 USD)" in message
+
+    # A cent a day is below what Google takes: the answer says the floor, not a rounding to 0.
+    cent = staff_client.post(url(campaign, "budget"), {"daily_budget_micros": 5_000, "reason": "x"}, format="json")
+    assert cent.json()["error"]["code"] == "below_platform_minimum"
+    assert "1.00 USD" in cent.json()["error"]["message"]
 
 
 def test_a_second_change_waits_for_the_pending_one_on_the_same_object(staff_client, google_account):
