@@ -146,6 +146,21 @@ def alerts_evaluate(*, now: datetime | None = None) -> AlertChanges:
     return changes
 
 
+# What each platform allows itself on one day, so an operator reads the alert against the right
+# rule: Google's budgets are monthly in effect (up to 2× a day, never more than 30.4× in a month);
+# Meta may spend up to 75% over a daily budget on a day, never more than 7× it in a week.
+DAILY_VARIANCE_NOTE = {
+    "google": (
+        "Google may spend up to 2× a daily budget on one day while pacing the month; the monthly "
+        "pacing alert says whether the month is over budget."
+    ),
+    "meta": (
+        "Meta may spend up to 75% over a daily budget on one day and evens it out within the week "
+        "(at most 7× the daily budget); the monthly pacing alert says whether the month is over budget."
+    ),
+}
+
+
 def budget_alerts_evaluate(*, accounts: Iterable[AdAccount] | None = None, now: datetime | None = None) -> AlertChanges:
     """Today's spend above 110% of the daily budget, and month-to-date spend above the days
     elapsed × the daily budget (Google may spend up to twice a daily budget on one day while
@@ -174,8 +189,7 @@ def budget_alerts_evaluate(*, accounts: Iterable[AdAccount] | None = None, now: 
                             f"Daily overspend: “{row.name}” spent {format_money(row.spend_today_micros, currency)} "
                             f"today ({today}, {account.time_zone}), {daily:.0%} of its "
                             f"{format_money(budget, currency)} daily budget (alert above {daily_ratio:.0%}). "
-                            f"Google may spend up to 2× on one day while pacing the month; the monthly "
-                            f"pacing alert says whether the month is over budget."
+                            f"{DAILY_VARIANCE_NOTE.get(account.platform, '')}"
                         ),
                         details={"spend_today_micros": row.spend_today_micros, "daily_budget_micros": budget},
                         account_id=account.pk,

@@ -279,3 +279,19 @@ def test_alerts_opened_with_nowhere_to_send_stay_owed_until_a_destination_is_set
     alerts.alerts_evaluate()
     alert.refresh_from_db()
     assert alert.open_notified_at is not None and len(mailoutbox) == 1
+
+
+@pytest.mark.parametrize(
+    ("platform", "names", "never"),
+    [("google", ["Google", "2×"], ["Meta"]), ("meta", ["Meta", "75%", "week"], ["Google", "2×"])],
+)
+def test_an_overspend_message_names_its_own_platforms_rule(notify, platform, names, never):
+    account = AdAccountFactory(platform=platform)
+    campaign = CampaignFactory(account=account, platform=platform, daily_budget_micros=100_000_000)
+    set_spend(campaign, account_today(account), 150_000_000)
+
+    alerts.alerts_evaluate()
+
+    message = Alert.objects.get(kind=Alert.Kind.BUDGET_OVERSPEND).message
+    assert all(name in message for name in names), message
+    assert not any(word in message for word in never), message
