@@ -33,7 +33,7 @@ def _money(micros: int | None, currency: str) -> str:
 # --- The optimizer, run from admin ----------------------------------------------------------------
 
 
-def optimizer_preview(*, account) -> list[optimizer.Proposal]:
+def optimizer_preview(*, account) -> tuple[list[optimizer.Proposal], list[tuple[optimizer.CampaignStats, str]]]:
     """What the optimizer would propose for the account now, computed and not saved.
 
     ``services.optimizer_run(apply=False)`` records proposals and supersedes the account's open
@@ -41,10 +41,10 @@ def optimizer_preview(*, account) -> list[optimizer.Proposal]:
     pure computation on the same snapshot and guardrails, and writes nothing.
     """
     budget_settings = selectors.account_budget_settings(account=account)
-    return optimizer.propose(
-        services.optimizer_snapshot(account=account, budget_settings=budget_settings),
-        services.optimizer_guardrails(budget_settings=budget_settings),
-    )
+    snapshot = services.optimizer_snapshot(account=account, budget_settings=budget_settings)
+    guardrails = services.optimizer_guardrails(budget_settings=budget_settings)
+    proposals = optimizer.propose(snapshot, guardrails)
+    return proposals, optimizer.left_alone(snapshot, guardrails, proposals)
 
 
 def partial_batches(selected: list[OptimizationRun]) -> list[dict]:
@@ -250,7 +250,7 @@ class OptimizationRunAdmin(AccountScopedAdmin):
         return TemplateResponse(request, "admin/optimization/run_optimizer.html", context)
 
     def _preview_context(self, account) -> dict:
-        proposals = optimizer_preview(account=account)
+        proposals, left_alone = optimizer_preview(account=account)
         currency = account.currency_code
         names = {
             str(pk): name
@@ -272,6 +272,7 @@ class OptimizationRunAdmin(AccountScopedAdmin):
                 }
                 for p in proposals
             ],
+            "left_alone": [(campaign.name, why) for campaign, why in left_alone],
             "current": _money(current, currency),
             "proposed": _money(proposed, currency),
             "net": _money(proposed - current, currency),

@@ -133,6 +133,26 @@ def spends_its_budget(campaign: CampaignStats, snapshot: AccountSnapshot, guardr
     return average >= Decimal(campaign.daily_budget_micros) * guardrails.min_spend_share_to_cut
 
 
+def left_alone(
+    snapshot: AccountSnapshot, guardrails: Guardrails, proposals: Sequence[Proposal]
+) -> list[tuple[CampaignStats, str]]:
+    """The campaigns no proposal changes (removed ones aside), each with why, for whoever reviews a run."""
+    proposed = {p.campaign_id for p in proposals}
+    found = []
+    for campaign in sorted(snapshot.campaigns, key=lambda c: (c.name, c.campaign_id)):
+        if campaign.campaign_id in proposed or campaign.status == "removed":
+            continue
+        why = ineligibility(campaign, guardrails)
+        if why is None and not spends_its_budget(campaign, snapshot, guardrails):
+            average = Decimal(campaign.cost_micros) / snapshot.lookback_days
+            why = (
+                f"spends {_money(average, snapshot)}/day of its {_money(campaign.daily_budget_micros, snapshot)} "
+                f"budget: not cut, a cut would save nothing"
+            )
+        found.append((campaign, why or "on target, or no room within the guardrails"))
+    return found
+
+
 # --- Reallocation -------------------------------------------------------------------------------
 
 

@@ -389,7 +389,9 @@ def test_run_optimizer_previews_without_saving_then_records_proposals(operator, 
 
     preview = page(operator, run_url, account=optimizer_account.pk, _preview="Preview proposals")
 
-    assert "Worse A" in preview and "Better" in preview and "Idle" not in preview  # idle budgets are not cut
+    proposed, left_alone = preview.split('id="optimizer-left-alone"')
+    assert "Worse A" in proposed and "Better" in proposed and "Idle" not in proposed  # idle budgets are not cut
+    assert "Idle" in left_alone and "spends 30.00 USD/day of its 100.00 USD budget: not cut" in left_alone
     assert "total unchanged" in preview and "0.00 USD" in preview
     assert "supersedes the account's 1 open proposal" in preview
     assert list(OptimizationRun.objects.values_list("pk", "status")) == [(older.pk, "proposed")]  # nothing saved

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from optimization.optimizer import PACING, AccountSnapshot, Guardrails, propose, spends_its_budget
+from optimization.optimizer import PACING, AccountSnapshot, Guardrails, left_alone, propose, spends_its_budget
 from tests.optimization.test_optimizer import CENT, USD, by_id, campaign
 
 GUARDRAILS = Guardrails(max_daily_change=Decimal("0.20"), min_daily_budget_micros=1 * USD, min_conversions=Decimal(10))
@@ -81,3 +81,21 @@ def test_pacing_an_underspending_account_may_still_raise_a_budget_it_does_not_sp
     )
     assert set(by_id(proposals)) == {"a", "idle"}
     assert all(p.change_micros > 0 for p in proposals)
+
+
+def test_a_run_says_why_each_campaign_it_leaves_alone_is_left_alone():
+    campaigns = [
+        campaign("idle", 100, cost=420, conversions=12),
+        campaign("worse", 100, cost=1400, conversions=40),
+        campaign("better", 100, cost=1400, conversions=70),
+        campaign("paused", 100, cost=0, conversions=0, status="paused"),
+        campaign("gone", 100, cost=0, conversions=0, status="removed"),
+    ]
+    shot = snapshot(campaigns, target_cpa_micros=25 * USD)
+
+    why = {c.campaign_id: reason for c, reason in left_alone(shot, GUARDRAILS, propose(shot, GUARDRAILS))}
+
+    assert why == {
+        "idle": "spends 30.00 USD/day of its 100.00 USD budget: not cut, a cut would save nothing",
+        "paused": "paused",
+    }
