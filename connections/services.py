@@ -22,6 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from campaigns.models import AdAccount, Platform
 from connections.models import Connection
@@ -138,6 +139,7 @@ def _take_flow(session: Any, platform: str, state: str) -> dict[str, Any]:
     return flow
 
 
+@sensitive_variables()
 def connect_flow_finish(*, session: Any, platform: str, params: dict[str, str], actor: Any) -> Connection:
     """The callback: check state, exchange the code (with the PKCE verifier), validate, store."""
     flow = _take_flow(session, platform, params.get("state", ""))
@@ -219,6 +221,7 @@ def _meta_validate(endpoints: registry.OAuthEndpoints, token: str, *, expected_k
     )
 
 
+@sensitive_variables()
 def connection_add_service_account(
     *, key_json: str, login_customer_id: str = "", actor: Any, reconnect: Connection | None = None
 ) -> Connection:
@@ -257,6 +260,7 @@ def connection_add_service_account(
     )
 
 
+@sensitive_variables()
 def connection_add_system_user(
     *, token: str, business_id: str = "", actor: Any, reconnect: Connection | None = None
 ) -> Connection:
@@ -284,6 +288,7 @@ def connection_add_system_user(
     )
 
 
+@sensitive_variables()
 def _store(
     *, platform: str, kind: str, label: str, fields: dict[str, Any], actor: Any, reconnect: Connection | None
 ) -> Connection:
@@ -549,6 +554,7 @@ def connections_check_all(*, now: datetime | None = None) -> HealthReport:
 # --- Disconnect -----------------------------------------------------------------------------------------
 
 
+@sensitive_variables()
 def connection_disconnect(*, connection: Connection, actor: Any) -> Connection:
     """Revoke at the platform, forget the secrets, stop the accounts' syncs; history stays."""
     if connection.kind == Connection.Kind.ENVIRONMENT:

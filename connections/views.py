@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from campaigns.models import AdAccount, Platform
@@ -86,6 +87,7 @@ def _start(request: HttpRequest, platform: str, callback_name: str) -> HttpRespo
     return HttpResponseRedirect(url)
 
 
+@sensitive_variables("params")
 def _finish(request: HttpRequest, platform: str) -> HttpResponse:
     params = {key: request.GET.get(key, "")[:2048] for key in ("state", "code", "error")}
     try:
@@ -122,6 +124,7 @@ def connect_meta_callback(request: HttpRequest) -> HttpResponse:
     return _finish(request, Platform.META)
 
 
+@sensitive_post_parameters("key")
 @require_http_methods(["GET", "POST"])
 @manager_required
 def connect_google_service_account(request: HttpRequest) -> HttpResponse:
@@ -141,6 +144,7 @@ def connect_google_service_account(request: HttpRequest) -> HttpResponse:
     return _paste_page(request, "connections/service_account.html", "", reconnect)
 
 
+@sensitive_post_parameters("token")
 @require_http_methods(["GET", "POST"])
 @manager_required
 def connect_meta_system_user(request: HttpRequest) -> HttpResponse:
