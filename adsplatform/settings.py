@@ -8,6 +8,7 @@ and the sandbox emulators standing in for Google Ads and Meta. ``DATABASE_URL`` 
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -16,12 +17,17 @@ import environ
 from csp.constants import NONCE, NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 env = environ.Env()
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# An empty variable means "the default", as `.env.example` writes them (`DATABASE_URL=`):
+# django-environ would otherwise read "" as a value (an empty database URL, an empty list).
+for _name in [name for name, value in os.environ.items() if value == ""]:
+    del os.environ[_name]
+
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _persistent_secret_key() -> str:

@@ -56,6 +56,21 @@ def test_no_environment_gives_the_embedded_default(tmp_path):
     assert (tmp_path / "var" / "secret_key").exists()
 
 
+def test_the_example_environment_file_works_as_it_is(tmp_path):
+    """`cp .env.example .env`: every line parses, comments stay comments, and an empty value is
+    the default — not an empty database URL or an empty list."""
+    example: dict[str, str] = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            assert "#" not in value, f"an inline comment would be read as the value: {line!r}"
+            example[name] = value
+    seen = _settings_with({**example, "VAR_DIR": str(tmp_path / "var")}, tmp_path)
+    assert seen["engine"] == "django.db.backends.sqlite3"
+    assert seen["broker"] == "filesystem://"
+    assert seen["sandbox"] is True
+
+
 def test_database_and_redis_urls_switch_backends(tmp_path):
     seen = _settings_with(
         {"DATABASE_URL": "postgres://u:p@db.internal:5432/ads", "REDIS_URL": "redis://cache.internal:6379/1"},
