@@ -204,6 +204,8 @@ TASK_MAX_RETRY_DELAY_SECONDS = env.int("TASK_MAX_RETRY_DELAY_SECONDS", default=1
 # (the embedded file broker) ignore both.
 CELERY_TASK_DEFAULT_PRIORITY = 3
 LEAD_TASK_PRIORITY = 0
+# Beat writes the heartbeat the alert monitor reads however it is started (`celery beat` alone too).
+CELERY_BEAT_SCHEDULER = "optimization.beat:HeartbeatScheduler"
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
