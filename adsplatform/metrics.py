@@ -15,7 +15,7 @@ from django.apps import apps
 
 logger = logging.getLogger(__name__)
 
-_APPS_WITH_METRICS = ("campaigns", "conversions", "webhooks", "optimization")
+_APPS_WITH_METRICS = ("campaigns", "conversions", "webhooks", "optimization", "connections")
 
 
 def database_collectors() -> list:

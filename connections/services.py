@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 # Outside Alert.Kind's choices on purpose: the API-failure evaluation resolves every open alert
 # of its own kinds that is not firing, and must not resolve these.
-ALERT_KIND = "connection"
+ALERT_KIND = Alert.Kind.CONNECTION
 PAUSED_PREFIX = "Connection needs reconnecting"
 SESSION_KEY = "connect_flows"
 FLOW_MAX_AGE_SECONDS = 15 * 60

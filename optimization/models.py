@@ -200,6 +200,8 @@ class Alert(models.Model):
         WORKERS_STALLED = "workers_stalled", "Workers not taking tasks"
         BEAT_STALLED = "beat_stalled", "Scheduler (beat) not running"
         MONITOR_STALLED = "monitor_stalled", "Alert monitor not running"
+        # Opened by the connections app when a platform refuses a login's credentials.
+        CONNECTION = "connection", "Connection needs reconnecting"
 
     class Severity(models.TextChoices):
         WARNING = "warning", "Warning"
