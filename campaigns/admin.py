@@ -304,7 +304,7 @@ class AdGroupInline(ReadOnlyInline):
 # Shown on a campaign's page: every field the platform owns, read-only, money in its currency.
 CAMPAIGN_FIELDSETS = (
     (None, {"fields": ("name", "account", "platform", "external_id", "status", "synced_at")}),
-    ("Budget", {"fields": ("budget", "budget_where", "lifetime", "budget_pacing")}),
+    ("Budget", {"fields": ("budget", "budget_pacing", "budget_where", "lifetime")}),
     ("Record", {"classes": ("collapse",), "fields": ("id", "budget_external_id", "created_at", "updated_at")}),
 )
 

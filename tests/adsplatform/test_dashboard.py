@@ -322,7 +322,7 @@ def test_campaign_page_shows_pacing_next_to_the_budget(client, staff_user, fixed
     assert "10.00 USD → 20.00 USD" in html
     # Pacing sits right after the daily budget.
     fields = re.findall(r'class="form-row field-([a-z_]+)', html)
-    assert fields[fields.index("daily_budget_micros") + 1] == "budget_pacing"
+    assert fields[fields.index("budget") + 1] == "budget_pacing"
 
 
 def test_sync_pages_show_progress_and_refresh_while_running(client, staff_user, fixed):
