@@ -174,14 +174,24 @@ def test_a_budget_changed_on_the_platform_since_the_sync_is_never_overwritten(st
     assert post_budget(staff_client, campaign, 80_000_000).status_code == 202
 
 
-def test_campaign_budgets_on_meta_ad_sets_cannot_be_changed_here(staff_client, meta_account):
+def test_campaign_budgets_on_meta_ad_sets_point_to_the_ad_sets(staff_client, meta_account):
     campaign = Campaign.objects.get(account=meta_account, name="Interest Tests - Ad Set Budgets")
-    campaign.daily_budget_micros = 10_000_000  # as if a stale row said otherwise
+
+    response = post_budget(staff_client, campaign, 12_000_000)
+
+    assert_refused(response, "budget_on_ad_sets", "daily_budget_micros", "ad sets")
+
+
+def test_a_stale_row_claiming_a_campaign_budget_is_caught_by_the_platform_read(staff_client, meta_account):
+    campaign = Campaign.objects.get(account=meta_account, name="Interest Tests - Ad Set Budgets")
+    campaign.budget_level = "campaign"  # as if a stale row said otherwise
+    campaign.daily_budget_micros = 10_000_000
     campaign.save()
 
     response = post_budget(staff_client, campaign, 12_000_000)
 
-    assert_refused(response, "no_daily_budget", "campaign", "ad sets")
+    assert_refused(response, "changed_on_platform", "daily_budget_micros", "sync")
+    assert not OptimizationRun.objects.exists()
 
 
 def test_one_change_in_flight_per_campaign(staff_client, google_account):
