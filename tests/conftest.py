@@ -32,6 +32,25 @@ DEFAULT_NOW = dt.datetime(2026, 6, 17, 15, 0, tzinfo=dt.UTC)
 GRPC_EMULATOR_FIXTURES = frozenset({"ad_sandboxes", "sandboxes", "start_sandbox"})
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _clock_baseline():
+    """A traveller at the real instant for the whole session, under every test's own.
+
+    time-machine patches the clocks while any traveller is active and unpatches them when the
+    last one stops. Session-long threads (the emulators' servers) read the clock all the time;
+    one that does so at the moment a test's traveller stops finds the patch half undone and dies
+    ("Not currently time-travelling"), and a gRPC server whose serving thread died never finishes
+    stopping. With this traveller underneath, the patch stays for the whole session and the
+    tests without a pinned instant still read the real time (it ticks from the real now).
+    """
+    import time_machine
+
+    baseline = time_machine.travel(dt.datetime.now(dt.UTC), tick=True)
+    baseline.start()
+    yield
+    baseline.stop()
+
+
 @pytest.fixture(autouse=True)
 def clock(request, time_machine):
     """The one source of "now" in the tests (time-machine: every clock in the process, ticking).

@@ -1041,7 +1041,10 @@ class GoogleSandbox:
         return f"http://{self.host}:{self.oauth_port}/token"
 
     def stop(self, grace: float | None = None) -> None:
-        self._server.stop(grace).wait()
+        # Bounded: a server whose serving thread died would never report that it stopped, and
+        # whoever stops the emulator (a test session, `manage.py sandbox`) must not hang on it.
+        if not self._server.stop(grace).wait(timeout=(grace or 0) + 10):
+            logger.warning("the Google Ads sandbox did not confirm its shutdown within %ss", (grace or 0) + 10)
         self._oauth.stop()
 
     def wait(self) -> None:
