@@ -7,13 +7,19 @@ from typing import Any
 from django.urls import path
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adsplatform.query_params import validated_query
 from campaigns import access, selectors
-from campaigns.api import AccountRefSerializer, DateRangeParams, MetricsSerializer, metrics_of
+from campaigns.api import (
+    AccountRefSerializer,
+    DateRangeParams,
+    MetricsSerializer,
+    metrics_of,
+    page_envelope,
+    require_page_exists,
+)
 from campaigns.models import CampaignStatus, Platform
 
 
@@ -98,25 +104,9 @@ class AdGroupListView(APIView):
         )
         page, size = params["page"], params["page_size"]
         count = selectors.ad_group_queryset(filters).count()
-        if page > 1 and (page - 1) * size >= count:
-            raise NotFound(f"Page {page} is past the last page ({max(1, -(-count // size))}).")
+        require_page_exists(page, size, count)
         rows = selectors.ad_group_page(filters=filters, offset=(page - 1) * size, limit=size)
-
-        def page_url(number: int) -> str:
-            query = request.GET.copy()
-            query["page"] = str(number)
-            return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
-
-        return Response(
-            {
-                "count": count,
-                "page": page,
-                "page_size": size,
-                "next": page_url(page + 1) if page * size < count else None,
-                "previous": page_url(page - 1) if page > 1 else None,
-                "results": [ad_group_row(row, filters) for row in rows],
-            }
-        )
+        return Response(page_envelope(request, page, size, count, [ad_group_row(row, filters) for row in rows]))
 
 
 urlpatterns = [

@@ -162,6 +162,32 @@ def campaign_row(row: dict[str, Any], date_from: date, date_to: date) -> dict[st
     }
 
 
+# --- Pages ----------------------------------------------------------------------------------------
+
+
+def require_page_exists(page: int, size: int, count: int) -> None:
+    if page > 1 and (page - 1) * size >= count:
+        raise NotFound(f"Page {page} is past the last page ({max(1, -(-count // size))}).")
+
+
+def page_envelope(request, page: int, size: int, count: int, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The list answers' shape: count, page, page_size, links to the neighbours, results."""
+
+    def page_url(number: int) -> str:
+        query = request.GET.copy()
+        query["page"] = str(number)
+        return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+
+    return {
+        "count": count,
+        "page": page,
+        "page_size": size,
+        "next": page_url(page + 1) if page * size < count else None,
+        "previous": page_url(page - 1) if page > 1 else None,
+        "results": results,
+    }
+
+
 # --- Access ---------------------------------------------------------------------------------------
 
 
@@ -225,23 +251,11 @@ class CampaignListView(APIView):
         )
         page, size = params["page"], params["page_size"]
         count = selectors.campaign_queryset(filters).count()
-        if page > 1 and (page - 1) * size >= count:
-            raise NotFound(f"Page {page} is past the last page ({max(1, -(-count // size))}).")
+        require_page_exists(page, size, count)
         rows = selectors.campaign_page(filters=filters, offset=(page - 1) * size, limit=size)
-
-        def page_url(number: int) -> str:
-            query = request.GET.copy()
-            query["page"] = str(number)
-            return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
-
-        return {
-            "count": count,
-            "page": page,
-            "page_size": size,
-            "next": page_url(page + 1) if page * size < count else None,
-            "previous": page_url(page - 1) if page > 1 else None,
-            "results": [campaign_row(row, filters.date_from, filters.date_to) for row in rows],
-        }
+        return page_envelope(
+            request, page, size, count, [campaign_row(row, filters.date_from, filters.date_to) for row in rows]
+        )
 
 
 class CampaignListAliasView(CampaignListView):
