@@ -111,9 +111,11 @@ def test_a_child_that_exits_is_started_again_with_growing_backoff(tmp_path):
         out = _terminate(driver)
     starts = [at for _pid, at in _starts(tmp_path)]
     gaps = [later - earlier for earlier, later in pairwise(starts)]
-    # Run 0.1 s + backoff 0.3, 0.6, 1.2 s: every gap longer than the one before.
-    assert all(later > earlier + 0.15 for earlier, later in pairwise(gaps)), gaps
-    assert 0.3 <= gaps[0] < 1.0, gaps
+    # Each gap is the child's 0.1 s run + the backoff (0.3, 0.6, 1.2 s) + the next start-up, which
+    # a loaded machine stretches: so each gap is at least its run and backoff, and the first is
+    # not much more (the backoff doubling itself is what the messages below say).
+    assert all(gap >= 0.1 + backoff for gap, backoff in zip(gaps, (0.3, 0.6, 1.2), strict=False)), gaps
+    assert gaps[0] < 3.0, gaps
     assert "crasher (pid" in out and "exited with code 3" in out
     assert "starting it again in 0.3s (exit 1 in a row)" in out
     assert "starting it again in 0.6s (exit 2 in a row)" in out
