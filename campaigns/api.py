@@ -211,7 +211,8 @@ def _cached_json(request, scope: str, build) -> HttpResponse:
     cache_status = "hit"
     if body is None:
         cache_status = "miss"
-        body = orjson.dumps(build(), option=orjson.OPT_NON_STR_KEYS)
+        # OPT_UTC_Z: UTC times end in "Z", as DRF writes them in the detail answers.
+        body = orjson.dumps(build(), option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
         cache.set(key, body, CACHE_SECONDS)
     etag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
     if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:

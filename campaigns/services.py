@@ -379,5 +379,7 @@ def sync_runs_settle_abandoned() -> int:
 
 
 def sync_run_give_up(*, run: SyncRun) -> None:
-    """The task ran out of retries: the run is failed for good."""
-    SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.FAILED, finished_at=timezone.now())
+    """The task ran out of retries: the run is failed for good (no retry is due any more)."""
+    SyncRun.objects.filter(pk=run.pk).update(
+        status=SyncRun.Status.FAILED, finished_at=timezone.now(), next_attempt_at=None
+    )

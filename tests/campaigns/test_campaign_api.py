@@ -226,3 +226,24 @@ def test_accounts_and_manual_sync(auth_client, client_with_role, two_platforms, 
     runs = auth_client.get("/api/v1/sync-runs/").json()
     assert runs["count"] == 1 and runs["results"][0]["id"] == run["id"]
     assert auth_client.post("/api/v1/accounts/999999/sync/").status_code == 404
+
+
+def test_a_time_is_written_the_same_way_in_the_list_and_the_detail(auth_client, today):
+    campaign = CampaignFactory(synced_at=dt.datetime(2026, 6, 17, 14, 30, tzinfo=dt.UTC))
+
+    listed = auth_client.get("/api/v1/campaigns/").json()["results"][0]["synced_at"]
+    detail = auth_client.get(f"/api/v1/campaigns/{campaign.pk}/").json()["synced_at"]
+
+    assert listed == detail == "2026-06-17T14:30:00Z"
+
+
+def test_a_sync_run_that_gave_up_has_no_retry_due(db):
+    account = AdAccountFactory()
+    run = services.sync_run_create(account=account, enqueue=False)
+    services.sync_run_retry_at(run=run, delay_seconds=60)
+
+    services.sync_run_give_up(run=run)
+
+    run.refresh_from_db()
+    assert run.status == "failed" and run.finished_at is not None
+    assert run.next_attempt_at is None
