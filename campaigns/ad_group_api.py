@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adsplatform.query_params import validated_query
-from campaigns import access, selectors
+from campaigns import access, coverage, selectors
 from campaigns.api import (
     AccountRefSerializer,
     DateRangeParams,
@@ -48,6 +48,9 @@ class AdGroupSerializer(serializers.Serializer):
     metrics = MetricsSerializer()
     date_from = serializers.DateField()
     date_to = serializers.DateField()
+    data_from = serializers.DateField(
+        allow_null=True, help_text="First day of the window with synced data; null (and null metrics) when none."
+    )
 
 
 class AdGroupPageSerializer(serializers.Serializer):
@@ -60,6 +63,7 @@ class AdGroupPageSerializer(serializers.Serializer):
 
 
 def ad_group_row(row: dict[str, Any], filters: selectors.AdGroupFilters) -> dict[str, Any]:
+    data_from = coverage.window_data_from(row["account__data_from"], filters.date_from, filters.date_to)
     return {
         "id": str(row["id"]),
         "campaign": str(row["campaign_id"]),
@@ -73,9 +77,10 @@ def ad_group_row(row: dict[str, Any], filters: selectors.AdGroupFilters) -> dict
         "currency_code": row["account__currency_code"],
         "account": {"id": row["account_id"], "name": row["account__name"], "platform": row["platform"]},
         "synced_at": row["synced_at"],
-        "metrics": metrics_of(row),
+        "metrics": metrics_of(row, data_from),
         "date_from": filters.date_from,
         "date_to": filters.date_to,
+        "data_from": data_from,
     }
 
 

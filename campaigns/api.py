@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adsplatform.query_params import validated_query
-from campaigns import access, selectors, services
+from campaigns import access, coverage, selectors, services
 from campaigns.models import AccountRole, AdAccount, CampaignStatus, Platform, SyncRun
 
 MAX_RANGE_DAYS = 400
@@ -97,11 +97,13 @@ class AccountRefSerializer(serializers.Serializer):
 
 
 class MetricsSerializer(serializers.Serializer):
-    impressions = serializers.IntegerField()
-    clicks = serializers.IntegerField()
-    cost_micros = serializers.IntegerField()
-    conversions = serializers.FloatField()
-    conversion_value_micros = serializers.IntegerField()
+    """Totals of the window; every value is null when no day of it has synced data (``data_from`` null)."""
+
+    impressions = serializers.IntegerField(allow_null=True)
+    clicks = serializers.IntegerField(allow_null=True)
+    cost_micros = serializers.IntegerField(allow_null=True)
+    conversions = serializers.FloatField(allow_null=True)
+    conversion_value_micros = serializers.IntegerField(allow_null=True)
     ctr = serializers.FloatField(allow_null=True)
     cpc_micros = serializers.IntegerField(allow_null=True)
     cpa_micros = serializers.IntegerField(allow_null=True)
@@ -122,6 +124,11 @@ class CampaignSerializer(serializers.Serializer):
     metrics = MetricsSerializer()
     date_from = serializers.DateField()
     date_to = serializers.DateField()
+    data_from = serializers.DateField(
+        allow_null=True,
+        help_text="First day of the window with synced data (earlier days were never read: no data, not "
+        "zero); null when no day of it has any, and then every metric is null.",
+    )
 
 
 class CampaignPageSerializer(serializers.Serializer):
@@ -133,7 +140,10 @@ class CampaignPageSerializer(serializers.Serializer):
     results = CampaignSerializer(many=True)
 
 
-def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
+def metrics_of(row: dict[str, Any], data_from: date | None = date.min) -> dict[str, Any]:
+    """The window's metrics of ``row``; null values when the window has no synced day (``data_from`` None)."""
+    if data_from is None:
+        return dict(coverage.NO_METRICS)
     return {
         "impressions": row["impressions"],
         "clicks": row["clicks"],
@@ -145,6 +155,7 @@ def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def campaign_row(row: dict[str, Any], date_from: date, date_to: date) -> dict[str, Any]:
+    data_from = coverage.window_data_from(row["account__data_from"], date_from, date_to)
     return {
         "id": str(row["id"]),
         "platform": row["platform"],
@@ -156,9 +167,10 @@ def campaign_row(row: dict[str, Any], date_from: date, date_to: date) -> dict[st
         "currency_code": row["account__currency_code"],
         "account": {"id": row["account_id"], "name": row["account__name"], "platform": row["account__platform"]},
         "synced_at": row["synced_at"],
-        "metrics": metrics_of(row),
+        "metrics": metrics_of(row, data_from),
         "date_from": date_from,
         "date_to": date_to,
+        "data_from": data_from,
     }
 
 
@@ -298,6 +310,7 @@ class CampaignDetailView(APIView):
             "account__name": campaign.account.name,
             "account__platform": campaign.account.platform,
             "account__currency_code": campaign.account.currency_code,
+            "account__data_from": campaign.account.data_from,
             **totals,
         }
         return Response(campaign_row(row, params["date_from"], params["date_to"]))
@@ -319,29 +332,46 @@ class CampaignMetricsView(APIView):
             {
                 "campaign_id": serializers.UUIDField(),
                 "currency_code": serializers.CharField(),
+                "data_from": serializers.DateField(
+                    allow_null=True, help_text="The account's first synced day: earlier days have no data."
+                ),
                 "days": inline_serializer(
                     "CampaignDay",
                     {
                         "date": serializers.DateField(),
-                        **{f: serializers.IntegerField() for f in selectors.METRIC_FIELDS},
+                        **{f: serializers.IntegerField(allow_null=True) for f in selectors.METRIC_FIELDS},
+                        "conversions": serializers.FloatField(allow_null=True),
+                        "has_data": serializers.BooleanField(
+                            help_text="False before the first synced day: the metrics are null (unknown), not 0."
+                        ),
                     },
                     many=True,
                 ),
             },
         ),
+        summary="Every day of the range; a synced day without activity is 0, a day never synced is null",
     )
     def get(self, request, campaign_id):
         params = validated_query(CampaignDateRangeParams, request, context={"campaign_id": campaign_id})
         campaign = get_object_or_404(
             selectors.campaign_queryset(_all_of(params, request)).select_related("account"), pk=campaign_id
         )
-        days = [
-            {**day, "conversions": float(day["conversions"])}
-            for day in selectors.campaign_daily_series(
-                campaign=campaign, date_from=params["date_from"], date_to=params["date_to"]
-            )
-        ]
-        return Response({"campaign_id": campaign.id, "currency_code": campaign.account.currency_code, "days": days})
+        rows = selectors.campaign_daily_series(
+            campaign=campaign, date_from=params["date_from"], date_to=params["date_to"]
+        )
+        days = coverage.daily_series(
+            list(rows),
+            data_from=campaign.account.data_from,
+            days=coverage.days_of(params["date_from"], params["date_to"]),
+        )
+        return Response(
+            {
+                "campaign_id": campaign.id,
+                "currency_code": campaign.account.currency_code,
+                "data_from": campaign.account.data_from,
+                "days": days,
+            }
+        )
 
 
 class SummaryView(APIView):
@@ -359,6 +389,10 @@ class SummaryView(APIView):
                         "platform": serializers.CharField(),
                         "currency_code": serializers.CharField(),
                         "campaigns": serializers.IntegerField(),
+                        "data_from": serializers.DateField(
+                            help_text="First day of the range on which every account counted here has synced "
+                            "data (an account's earlier days were never read)."
+                        ),
                         **MetricsSerializer().get_fields(),
                     },
                     many=True,
@@ -383,6 +417,7 @@ class SummaryView(APIView):
                     "platform": r["platform"],
                     "currency_code": r["currency_code"],
                     "campaigns": r["campaigns"],
+                    "data_from": max(r["latest_data_from"] or params["date_from"], params["date_from"]),
                     **metrics_of(r),
                 }
                 for r in rows
@@ -410,6 +445,7 @@ class AccountSerializer(serializers.ModelSerializer):
             "last_synced_at",
             "needs_attention",
             "attention_reason",
+            "data_from",
             "campaign_count",
         )
 

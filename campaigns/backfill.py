@@ -9,9 +9,9 @@ or running across all accounts, and chunks are published at a lower queue priori
 scheduled syncs: a large backfill never starves other accounts' syncs. Beat asks every minute
 (``campaigns.backfill_accounts``); picking an account asks at once.
 
-What has been read is derived from the sync runs themselves (nothing else to keep in step): the
-account's first synced day is the earliest ``date_from`` of its successful runs. Days before it
-are "no data", not zero.
+What has been read is the account's first synced day, ``AdAccount.data_from``: the sync moves it
+back to the earliest ``date_from`` of its successful runs. Days before it are "no data", not zero
+(campaigns.coverage).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Min
 
 from campaigns.models import AdAccount, SyncRun
 from campaigns.services import account_today
@@ -41,13 +40,11 @@ def backfill_days(account: AdAccount) -> int:
 
 
 def first_synced_days(account_ids: list[int] | None = None) -> dict[int, date]:
-    """Each account's first synced day: the earliest day a successful run of it read."""
-    runs = SyncRun.objects.filter(status=SyncRun.Status.SUCCEEDED, date_from__isnull=False)
+    """Each account's first synced day (``AdAccount.data_from``, kept by the sync), read afresh."""
+    accounts = AdAccount.objects.filter(data_from__isnull=False)
     if account_ids is not None:
-        runs = runs.filter(account_id__in=account_ids)
-    return dict(
-        runs.order_by().values("account_id").annotate(first=Min("date_from")).values_list("account_id", "first")
-    )
+        accounts = accounts.filter(pk__in=account_ids)
+    return dict(accounts.values_list("pk", "data_from"))
 
 
 def backfill_next_window(account: AdAccount, first_synced: date | None) -> tuple[date, date] | None:

@@ -36,6 +36,11 @@ class AdAccount(models.Model):
     initial_backfill_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Days of metrics the first backfill reads; empty: INITIAL_BACKFILL_DAYS."
     )
+    # Kept by the sync (campaigns.services): the earliest day a successful run read. Metrics of
+    # earlier days were never read: they are "no data", not zero (see campaigns.coverage).
+    data_from = models.DateField(
+        null=True, blank=True, editable=False, help_text="First day with synced metrics; earlier days have no data."
+    )
     sync_interval_minutes = models.PositiveIntegerField(default=15)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     needs_attention = models.BooleanField(

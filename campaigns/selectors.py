@@ -14,6 +14,7 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     FloatField,
+    Max,
     OuterRef,
     Q,
     QuerySet,
@@ -100,6 +101,7 @@ _CAMPAIGN_ROW_FIELDS = (
     "account__name",
     "account__platform",
     "account__currency_code",
+    "account__data_from",
 )
 _NO_METRICS = {"impressions": 0, "clicks": 0, "cost_micros": 0, "conversions": Decimal(0), "conversion_value_micros": 0}
 
@@ -209,6 +211,7 @@ def summary_by_platform_and_currency(
         metrics.values(platform=F("campaign__platform"), currency_code=F("campaign__account__currency_code"))
         .annotate(
             campaigns=Count("campaign", distinct=True),
+            latest_data_from=Max("campaign__account__data_from"),
             **{field: Sum(field) for field in METRIC_FIELDS},
         )
         .order_by("platform", "currency_code")
@@ -290,6 +293,7 @@ def ad_group_page(*, filters: AdGroupFilters, offset: int, limit: int) -> list[d
             "account_id",
             "account__name",
             "account__currency_code",
+            "account__data_from",
         )[offset : offset + limit]
     )
     totals = {

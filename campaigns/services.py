@@ -7,12 +7,14 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from functools import partial
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Q
+from django.db.models import DateField, F, Q, Value
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from campaigns.models import AdAccount, SyncRun
@@ -93,6 +95,20 @@ def account_clear_attention(*, account: AdAccount) -> None:
 
 
 # --- Sync runs --------------------------------------------------------------------------------
+
+
+def _data_from_extended_to(day: date | None) -> dict[str, Any]:
+    """The UPDATE that moves the account's first synced day back to ``day`` (never forward)."""
+    if day is None:
+        return {}
+    read = Value(day, output_field=DateField())
+    return {"data_from": Least(Coalesce(F("data_from"), read), read)}
+
+
+def account_data_read_from(*, account_id: int, day: date) -> None:
+    """Record that the account's metrics were read from ``day`` on (for metrics written outside a
+    sync run: seeds, imports and test data)."""
+    AdAccount.objects.filter(pk=account_id).update(**_data_from_extended_to(day))
 
 
 def account_today(account: AdAccount) -> date:
@@ -313,7 +329,7 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
     )
     run.error_class = run.error_message = ""
     run.save()
-    AdAccount.objects.filter(pk=account.pk).update(last_synced_at=finished)
+    AdAccount.objects.filter(pk=account.pk).update(last_synced_at=finished, **_data_from_extended_to(run.date_from))
     transaction.on_commit(campaign_cache_invalidate)
     logger.info(
         "sync finished",

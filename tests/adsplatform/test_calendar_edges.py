@@ -13,7 +13,7 @@ import pytest
 
 from adsplatform.dashboard import DashboardFilters, dashboard_accounts, dashboard_context, dashboard_data
 from campaigns.models import DailyMetric
-from campaigns.services import account_today, default_sync_window, latest_account_today
+from campaigns.services import account_data_read_from, account_today, default_sync_window, latest_account_today
 from optimization import alerts, optimizer, services
 from optimization.models import AccountBudgetSettings, Alert
 from tests.campaigns.factories import AdAccountFactory, CampaignFactory
@@ -68,6 +68,7 @@ def _edge_cases():
 
 def set_spend(campaign, day: dt.date, cost_micros: int) -> None:
     DailyMetric.objects.update_or_create(campaign=campaign, date=day, defaults={"cost_micros": cost_micros})
+    account_data_read_from(account_id=campaign.account_id, day=day)  # as the sync that read it would
 
 
 @pytest.mark.parametrize(("instant", "zone", "expected"), list(_edge_cases()))

@@ -7,6 +7,7 @@ import datetime as dt
 import factory
 
 from campaigns.models import AdAccount, Campaign, DailyMetric
+from campaigns.services import account_data_read_from
 
 
 class AdAccountFactory(factory.django.DjangoModelFactory):
@@ -56,3 +57,6 @@ def add_metrics(
         )
         for offset in range(days)
     )
+    if days > 0:
+        # As a sync that read these days would: they are synced data, not "no data".
+        account_data_read_from(account_id=campaign.account_id, day=end - dt.timedelta(days=days - 1))

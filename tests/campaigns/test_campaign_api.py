@@ -196,8 +196,12 @@ def test_detail_and_daily_series(auth_client, two_platforms):
     assert detail["name"] == "Brand" and detail["metrics"]["cost_micros"] == 20_000_000
     series = auth_client.get(f"/api/v1/campaigns/{brand.id}/metrics/").json()
     assert series["currency_code"] == "USD"
-    assert len(series["days"]) == 10
-    assert series["days"][0]["date"] < series["days"][-1]["date"]
+    # Every day of the default 30-day range; the 20 before the first synced day are "no data".
+    days = series["days"]
+    assert len(days) == 30 and days[0]["date"] < days[-1]["date"]
+    assert series["data_from"] == days[20]["date"] == detail["data_from"]
+    assert [day["has_data"] for day in days] == [False] * 20 + [True] * 10
+    assert days[0]["cost_micros"] is None and days[-1]["cost_micros"] == 2_000_000
     missing = auth_client.get("/api/v1/campaigns/00000000-0000-0000-0000-000000000000/")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 

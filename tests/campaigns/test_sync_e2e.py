@@ -77,8 +77,11 @@ def test_beat_schedule_syncs_every_due_account(accounts, eager_tasks):
 @pytest.mark.parametrize("platform", ["google", "meta"])
 def test_rows_match_the_platform_and_a_second_sync_changes_nothing(accounts, platform):
     account = next(a for (p, _), a in accounts.items() if p == platform)
+    assert account.data_from is None  # never synced: every day is "no data"
     run = services.campaign_sync(run=services.sync_run_create(account=account, enqueue=False))
     assert run.status == "succeeded"
+    account.refresh_from_db()
+    assert account.data_from == run.date_from
 
     adapter = get_platform(platform)
     listed = {c.external_id: c for c in adapter.list_campaigns(account)}

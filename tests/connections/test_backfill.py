@@ -11,13 +11,16 @@ from celery.signals import before_task_publish
 from adsplatform.celery import app as celery_app
 from campaigns import backfill
 from campaigns.models import SyncRun
+from campaigns.services import account_data_read_from
 from tests.campaigns.factories import AdAccountFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def _succeed(run: SyncRun) -> None:
+    """What a successful sync of the chunk records: the run, and the days the account now holds."""
     SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.SUCCEEDED)
+    account_data_read_from(account_id=run.account_id, day=run.date_from)
 
 
 def test_chunks_walk_back_from_today_to_the_target_day(settings, django_capture_on_commit_callbacks):
