@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "conversions",
     "webhooks",
     "optimization",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

@@ -11,9 +11,12 @@ import datetime as dt
 
 import pytest
 
-from adsplatform.dashboard import DashboardFilters, dashboard_accounts, dashboard_context, dashboard_data
 from campaigns.models import DailyMetric
 from campaigns.services import account_data_read_from, account_today, default_sync_window, latest_account_today
+from dashboard.context import dashboard_context
+from dashboard.data import dashboard_data
+from dashboard.filters import DashboardFilters
+from dashboard.queries import dashboard_accounts
 from optimization import alerts, optimizer, services
 from optimization.models import AccountBudgetSettings, Alert
 from tests.campaigns.factories import AdAccountFactory, CampaignFactory

@@ -231,7 +231,8 @@ def test_a_fresh_install_routes_every_lead_to_the_operators_and_the_dashboard_sa
 ):
     from io import StringIO
 
-    from adsplatform.dashboard import DashboardFilters, dashboard_data
+    from dashboard.data import dashboard_data
+    from dashboard.filters import DashboardFilters
     from webhooks import bootstrap
 
     def notes() -> list[str]:

@@ -14,19 +14,16 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from adsplatform import charts, worker_liveness
-from adsplatform.dashboard import (
-    DashboardFilters,
-    alert_object_link,
-    dashboard_charts,
-    dashboard_context,
-    dashboard_data,
-    pacing_severity,
-    worker_health,
-)
+from adsplatform import worker_liveness
 from campaigns.models import Campaign, DailyMetric, SyncRun
 from campaigns.services import campaign_cache_invalidate
 from conversions.models import Conversion, ConversionAction
+from dashboard import svg
+from dashboard.attention import alert_object_link, worker_health
+from dashboard.charts import dashboard_charts
+from dashboard.context import dashboard_context
+from dashboard.data import dashboard_data, pacing_severity
+from dashboard.filters import DashboardFilters
 from optimization.models import AccountBudgetSettings, Alert, OptimizationRun, PlatformCallRecord, ProcessHeartbeat
 from tests.campaigns.factories import AdAccountFactory, CampaignFactory
 from webhooks.models import Lead, WebhookSource
@@ -350,21 +347,21 @@ def test_sync_pages_show_progress_and_refresh_while_running(client, staff_user, 
 
 
 def test_charts_have_titles_marks_and_escaped_text():
-    svg = str(
-        charts.bar_chart(
+    drawing = str(
+        svg.bar_chart(
             chart_id="c",
             title="Leads <per> day",
             desc="d & e",
             x_labels=["a", "b"],
-            series=[charts.Series("Urgent", [1, 0]), charts.Series("Low", [2, 3])],
+            series=[svg.Series("Urgent", [1, 0]), svg.Series("Low", [2, 3])],
             y_label="Leads",
             x_label="Day",
         )
     )
-    assert '<title id="c-title">Leads &lt;per&gt; day</title>' in svg and "d &amp; e" in svg
-    assert svg.count('class="mark"') == 3  # zero values draw nothing
-    assert 'fill="url(#c-p1)"' in svg  # the second series is patterned, not only coloured
-    line = str(charts.line_chart(chart_id="l", title="t", desc="d", x_labels=["a"], series=[], y_label="", x_label=""))
+    assert '<title id="c-title">Leads &lt;per&gt; day</title>' in drawing and "d &amp; e" in drawing
+    assert drawing.count('class="mark"') == 3  # zero values draw nothing
+    assert 'fill="url(#c-p1)"' in drawing  # the second series is patterned, not only coloured
+    line = str(svg.line_chart(chart_id="l", title="t", desc="d", x_labels=["a"], series=[], y_label="", x_label=""))
     assert 'class="mark"' not in line
 
 
@@ -399,15 +396,15 @@ def test_chart_blocks_have_a_table_for_every_chart(fixed, today):
     ],
 )
 def test_axis_scales_are_tight_and_round(peak, maximum, step):
-    scale = charts.nice_scale(peak)
+    scale = svg.nice_scale(peak)
     assert (scale.maximum, scale.step) == (maximum, step)
     assert scale.ticks[-1] == maximum and len(scale.ticks) <= 6
 
 
 def test_count_axes_never_tick_at_fractions():
-    assert charts.nice_scale(1, integer=True).ticks == [0, 1]
-    assert charts.nice_scale(7, integer=True).ticks == [0, 2, 4, 6, 8]
-    assert charts.nice_scale(0, integer=True).ticks == [0, 1]
+    assert svg.nice_scale(1, integer=True).ticks == [0, 1]
+    assert svg.nice_scale(7, integer=True).ticks == [0, 2, 4, 6, 8]
+    assert svg.nice_scale(0, integer=True).ticks == [0, 1]
 
 
 @pytest.mark.parametrize(
@@ -427,42 +424,42 @@ def test_count_axes_never_tick_at_fractions():
     ],
 )
 def test_tick_labels_are_not_mis_rounded(value, step, compact, text):
-    assert charts.format_tick(value, step, compact=compact) == text
+    assert svg.format_tick(value, step, compact=compact) == text
 
 
 def test_chart_ticks_show_quarter_values():
-    svg = str(
-        charts.line_chart(
+    drawing = str(
+        svg.line_chart(
             chart_id="q",
             title="t",
             desc="d",
             x_labels=["a", "b"],
-            series=[charts.Series("Spend", [0.2, 1.0])],
+            series=[svg.Series("Spend", [0.2, 1.0])],
             y_label="",
             x_label="",
         )
     )
-    ticks = re.findall(r'text-anchor="end" fill="#222">([^<]*)</text>', svg)
+    ticks = re.findall(r'text-anchor="end" fill="#222">([^<]*)</text>', drawing)
     assert ticks == ["0", "0.2", "0.4", "0.6", "0.8", "1"]
     money = str(
-        charts.line_chart(
+        svg.line_chart(
             chart_id="m",
             title="t",
             desc="d",
             x_labels=["a"],
-            series=[charts.Series("Spend", [1_000_000])],  # 1 unit of money in micros
+            series=[svg.Series("Spend", [1_000_000])],  # 1 unit of money in micros
             y_label="USD",
             x_label="",
-            tick_format=lambda v, step: charts.format_tick(v / USD, step / USD),
+            tick_format=lambda v, step: svg.format_tick(v / USD, step / USD),
         )
     )
     assert re.findall(r'text-anchor="end" fill="#222">([^<]*)</text>', money) == ["0", "0.2", "0.4", "0.6", "0.8", "1"]
     pacing = str(
-        charts.hbar_chart(
+        svg.hbar_chart(
             chart_id="p",
             title="t",
             desc="d",
-            rows=[charts.HBar("Acme", 1.25, "1.25%"), charts.HBar("Beta", 0.5, "0.5%")],
+            rows=[svg.HBar("Acme", 1.25, "1.25%"), svg.HBar("Beta", 0.5, "0.5%")],
             x_label="%",
         )
     )
@@ -574,8 +571,8 @@ def test_pacing_is_coloured_by_severity(percent, tone):
 def test_pacing_bars_carry_their_severity(fixed, today):
     AccountBudgetSettings.objects.create(account=fixed["google_b"], monthly_budget_micros=1 * USD)  # far over
     blocks = {b.chart_id: b for b in dashboard_charts(dashboard_data(filters=_default_filters(today)))}
-    svg = str(blocks["chart-pacing"].svg)
-    assert 'data-tone="critical"' in svg and "far over" in svg
+    drawing = str(blocks["chart-pacing"].svg)
+    assert 'data-tone="critical"' in drawing and "far over" in drawing
     assert any("(far over pace)" in row[4] for row in blocks["chart-pacing"].table_rows)
     assert "red far over pace" in blocks["chart-pacing"].note
 

@@ -14,8 +14,10 @@ from typing import Any
 from django import template
 from django.utils.safestring import SafeString
 
-from adsplatform import charts
-from adsplatform.dashboard import dashboard_context, format_money, optional_model
+from dashboard import svg
+from dashboard.context import dashboard_context
+from dashboard.money import format_money
+from dashboard.queries import optional_model
 
 register = template.Library()
 
@@ -28,7 +30,7 @@ def operator_dashboard(context: template.Context) -> dict[str, Any]:
 
 @register.simple_tag
 def spend_sparkline(values: Sequence[float], label: str, chart_id: str = "") -> SafeString:
-    return charts.sparkline(list(values), label=label, chart_id=chart_id)
+    return svg.sparkline(list(values), label=label, chart_id=chart_id)
 
 
 @register.inclusion_tag("admin/campaigns/campaign/recent_budget_changes.html")
