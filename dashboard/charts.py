@@ -11,7 +11,7 @@ from django.utils.safestring import SafeString
 from campaigns.models import Platform
 from conversions.models import Conversion
 from dashboard import svg
-from dashboard.data import PACING_FAR_OVER, PACING_ON, PACING_OVER, PACING_UNDER, Dashboard
+from dashboard.data import NO_DATA, PACING_FAR_OVER, PACING_ON, PACING_OVER, PACING_UNDER, Dashboard
 from dashboard.money import MICROS, format_money
 from webhooks.models import Priority
 
@@ -72,7 +72,12 @@ def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
     for series in data.spend:
         platform = Platform(series.platform).label if series.platform in Platform.values else series.platform
         chart_id = f"chart-spend-{series.platform}-{series.currency_code.lower()}"
-        total = sum(series.spend_micros)
+        synced = [spend for spend in series.spend_micros if spend is not None]
+        total = sum(synced)
+        no_data_days = len(series.spend_micros) - len(synced)
+        no_data_text = (
+            f" {no_data_days} day(s) before the first synced day have no data (no line, not 0)." if no_data_days else ""
+        )
         blocks.append(
             ChartBlock(
                 chart_id=chart_id,
@@ -83,6 +88,7 @@ def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
                     desc=(
                         f"{range_text}: spend {format_money(total, series.currency_code)} in total; "
                         f"enabled daily budgets sum to {format_money(series.daily_budget_micros, series.currency_code)}."
+                        f"{no_data_text}"
                     ),
                     x_labels=labels,
                     series=[
@@ -100,12 +106,12 @@ def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
                 table_rows=[
                     [
                         f"{day:%Y-%m-%d}",
-                        format_money(spend, series.currency_code),
+                        NO_DATA if spend is None else format_money(spend, series.currency_code),
                         format_money(series.daily_budget_micros, series.currency_code),
                     ]
                     for day, spend in zip(days, series.spend_micros, strict=True)
                 ],
-                note="Budgets are today's values; past changes are in Budget changes.",
+                note="Budgets are today's values; past changes are in Budget changes." + no_data_text,
             )
         )
 
@@ -144,7 +150,9 @@ def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
             table_rows=[
                 [
                     row.account.name,
-                    format_money(row.spend_month_micros, row.account.currency_code),
+                    NO_DATA
+                    if row.spend_month_micros is None
+                    else format_money(row.spend_month_micros, row.account.currency_code),
                     format_money(row.expected_to_date_micros, row.account.currency_code),
                     format_money(row.cap_micros, row.account.currency_code),
                     "—" if row.percent is None else f"{row.percent:,.1f}% ({row.pace_label})",

@@ -6,13 +6,14 @@ from __future__ import annotations
 import calendar
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
 from django.utils import timezone
 
+from campaigns.coverage import days_of, has_data, window_data_from
 from campaigns.services import campaign_cache_generation
 from conversions.models import Conversion
 from conversions.selectors import FINAL_STATUSES
@@ -36,18 +37,23 @@ from webhooks.selectors import routing_gaps
 
 @dataclass(frozen=True)
 class CurrencyTile:
-    """One currency's money: today and month to date (account dates), and the range's outcomes."""
+    """One currency's money: today and month to date (account dates), and the range's outcomes.
+
+    A spend is None when no account of the currency has synced data for it ("No data", not 0)."""
 
     currency_code: str
-    spend_today_micros: int
-    spend_month_micros: int
-    spend_range_micros: int
+    spend_today_micros: int | None
+    spend_month_micros: int | None
+    spend_range_micros: int | None
     conversions: Decimal
     conversion_value_micros: int
+    data_from: date | None = None  # the first day of the range with data (None: no day has any)
 
     @property
     def cpa_micros(self) -> int | None:
-        return int(self.spend_range_micros / self.conversions) if self.conversions else None
+        if self.spend_range_micros is None or not self.conversions:
+            return None
+        return int(self.spend_range_micros / self.conversions)
 
     @property
     def roas(self) -> Decimal | None:
@@ -58,15 +64,15 @@ class CurrencyTile:
     # What the template shows: formatted here, because a template cannot pass the currency.
     @property
     def spend_today(self) -> str:
-        return format_money(self.spend_today_micros, self.currency_code)
+        return _money_or_no_data(self.spend_today_micros, self.currency_code)
 
     @property
     def spend_month(self) -> str:
-        return format_money(self.spend_month_micros, self.currency_code)
+        return _money_or_no_data(self.spend_month_micros, self.currency_code)
 
     @property
     def spend_range(self) -> str:
-        return format_money(self.spend_range_micros, self.currency_code)
+        return _money_or_no_data(self.spend_range_micros, self.currency_code)
 
     @property
     def cpa(self) -> str:
@@ -74,7 +80,16 @@ class CurrencyTile:
 
     @property
     def conversions_text(self) -> str:
+        if self.spend_range_micros is None:
+            return NO_DATA
         return f"{self.conversions.normalize():,f}" if self.conversions else "0"
+
+
+NO_DATA = "No data"
+
+
+def _money_or_no_data(micros: int | None, currency_code: str) -> str:
+    return NO_DATA if micros is None else format_money(micros, currency_code)
 
 
 @dataclass(frozen=True)
@@ -83,14 +98,14 @@ class SpendSeries:
 
     platform: str
     currency_code: str
-    spend_micros: list[int]
+    spend_micros: list[int | None]  # None: a day before every account's first synced day
     daily_budget_micros: int
 
 
 @dataclass(frozen=True)
 class PacingRow:
     account: AccountRow
-    spend_month_micros: int
+    spend_month_micros: int | None  # None: no synced day this month
     expected_to_date_micros: int | None  # what the cap or budgets allow by today
     cap_micros: int | None  # the monthly cap, when one is set
     basis: str  # what the expectation is based on, in words
@@ -216,27 +231,35 @@ def dashboard_data(*, filters: DashboardFilters, accounts: list[AccountRow] | No
 
     zero = (0, Decimal(0), 0)
     tiles: dict[str, dict[str, Any]] = {}
-    spend_by_series: dict[tuple[str, str], list[int]] = {}
+    spend_by_series: dict[tuple[str, str], list[int | None]] = {}
     budget_by_series: dict[tuple[str, str], int] = defaultdict(int)
     pacing: list[PacingRow] = []
     for account in scoped:
+        # Days before the account's first synced day were never read: they add nothing and stay
+        # None ("no data") where no account of a tile or series has data, never 0.
         tile = tiles.setdefault(
             account.currency_code,
-            {"today": 0, "month": 0, "range": 0, "conversions": Decimal(0), "value": 0},
+            {"today": None, "month": None, "range": None, "conversions": Decimal(0), "value": 0, "from": None},
         )
-        month_start = account.today.replace(day=1)
-        month_spend = sum(
-            metrics.get((account.id, month_start + timedelta(days=n)), zero)[0]
-            for n in range((account.today - month_start).days + 1)
-        )
-        tile["today"] += metrics.get((account.id, account.today), zero)[0]
-        tile["month"] += month_spend
+        month_days = [
+            day for day in days_of(account.today.replace(day=1), account.today) if has_data(account.data_from, day)
+        ]
+        month_spend = sum(metrics.get((account.id, day), zero)[0] for day in month_days) if month_days else None
+        if has_data(account.data_from, account.today):
+            tile["today"] = (tile["today"] or 0) + metrics.get((account.id, account.today), zero)[0]
+        if month_spend is not None:
+            tile["month"] = (tile["month"] or 0) + month_spend
+        data_from = window_data_from(account.data_from, filters.date_from, filters.date_to)
+        if data_from is not None:
+            tile["from"] = min(tile["from"] or data_from, data_from)
         key = (account.platform, account.currency_code)
-        series = spend_by_series.setdefault(key, [0] * len(days))
+        series = spend_by_series.setdefault(key, [None] * len(days))
         for index, day in enumerate(days):
+            if not has_data(account.data_from, day):
+                continue
             cost, conversions, value = metrics.get((account.id, day), zero)
-            series[index] += cost
-            tile["range"] += cost
+            series[index] = (series[index] or 0) + cost
+            tile["range"] = (tile["range"] or 0) + cost
             tile["conversions"] += conversions
             tile["value"] += value
         daily_budget = budgets.get(account.id, 0)
@@ -257,6 +280,7 @@ def dashboard_data(*, filters: DashboardFilters, accounts: list[AccountRow] | No
                 spend_range_micros=t["range"],
                 conversions=t["conversions"],
                 conversion_value_micros=t["value"],
+                data_from=t["from"],
             )
             for currency, t in sorted(tiles.items())
         ],
@@ -280,17 +304,25 @@ def dashboard_data(*, filters: DashboardFilters, accounts: list[AccountRow] | No
     )
 
 
-def _pacing_row(account: AccountRow, month_spend: int, daily_budget: int) -> PacingRow:
-    """Month-to-date spend against the monthly cap's share so far, else daily budgets × days elapsed."""
-    days_elapsed = account.today.day
+def _pacing_row(account: AccountRow, month_spend: int | None, daily_budget: int) -> PacingRow:
+    """Month-to-date spend against the monthly cap's share so far, else daily budgets × days elapsed.
+
+    Only days with synced data count on both sides: an account first synced mid-month is paced
+    from its first synced day, and one with no data this month has no pace."""
+    if month_spend is None:
+        return PacingRow(account, None, None, account.monthly_cap_micros, "no synced data this month")
+    month_start = account.today.replace(day=1)
+    counted_from = max(month_start, account.data_from or month_start)
+    days_elapsed = (account.today - counted_from).days + 1
+    since = "" if counted_from == month_start else f" (data from {counted_from:%Y-%m-%d})"
     if account.monthly_cap_micros:
         days_in_month = calendar.monthrange(account.today.year, account.today.month)[1]
         expected = account.monthly_cap_micros * days_elapsed // days_in_month
-        basis = f"monthly cap × {days_elapsed}/{days_in_month} days"
+        basis = f"monthly cap × {days_elapsed}/{days_in_month} days{since}"
         return PacingRow(account, month_spend, expected, account.monthly_cap_micros, basis)
     if daily_budget:
         return PacingRow(
-            account, month_spend, daily_budget * days_elapsed, None, f"daily budgets × {days_elapsed} days"
+            account, month_spend, daily_budget * days_elapsed, None, f"daily budgets × {days_elapsed} days{since}"
         )
     return PacingRow(account, month_spend, None, None, "no cap or daily budget")
 

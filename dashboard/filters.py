@@ -9,6 +9,7 @@ from typing import Any
 
 from django import forms
 
+from campaigns.coverage import days_of
 from dashboard.queries import AccountRow
 
 DEFAULT_DAYS = 30
@@ -26,7 +27,7 @@ class DashboardFilters:
 
     @property
     def days(self) -> list[date]:
-        return [self.date_from + timedelta(days=n) for n in range((self.date_to - self.date_from).days + 1)]
+        return days_of(self.date_from, self.date_to)
 
 
 class DashboardFilterForm(forms.Form):

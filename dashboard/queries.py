@@ -44,6 +44,7 @@ class AccountRow:
     latest_run_status: str | None
     latest_run_progress: str
     today: date  # in the account's own time zone, like its metric dates
+    data_from: date | None = None  # its first synced day: earlier days have no data
 
     @property
     def platform_label(self) -> str:
@@ -94,6 +95,7 @@ def dashboard_accounts(*, visible_account_ids: frozenset[int] | None = None) -> 
         "needs_attention",
         "last_synced_at",
         "sync_interval_minutes",
+        "data_from",
         *fields,
     )
     accounts = []

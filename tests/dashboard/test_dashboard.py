@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from adsplatform import worker_liveness
 from campaigns.models import Campaign, DailyMetric, SyncRun
-from campaigns.services import campaign_cache_invalidate
+from campaigns.services import account_data_read_from, campaign_cache_invalidate
 from conversions.models import Conversion, ConversionAction
 from dashboard import svg
 from dashboard.attention import alert_object_link, worker_health
@@ -41,6 +41,13 @@ def _metric(campaign: Campaign, day: dt.date, cost: float, conversions: str = "0
         conversions=Decimal(conversions),
         conversion_value_micros=int(value * USD),
     )
+    account_data_read_from(account_id=campaign.account_id, day=day)  # as the sync that read it would
+
+
+def _backfilled(*accounts, days: int = 90) -> None:
+    """The accounts hold ``days`` of synced data (their first backfill ran): days without a row are 0."""
+    for account in accounts:
+        account_data_read_from(account_id=account.pk, day=timezone.localdate() - dt.timedelta(days=days - 1))
 
 
 @pytest.fixture
@@ -62,6 +69,7 @@ def fixed(today):
     _metric(paused, yesterday, 2)
     _metric(retarget, today, 7, "0.5", 14)
     _metric(retarget, yesterday, 1000, "3", 4000)
+    _backfilled(google_a, google_b, meta)
     return {"google_a": google_a, "google_b": google_b, "meta": meta, "brand": brand, "retarget": retarget}
 
 
@@ -220,6 +228,7 @@ def _grow(today: dt.date, accounts: int, campaigns_each: int) -> None:
             )
             _lead(source, "normal", now, campaign)
             _conversion(account, action, "uploaded", now, c)
+        _backfilled(account)
 
 
 def _count_queries(user) -> tuple[int, int]:
