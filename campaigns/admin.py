@@ -26,6 +26,7 @@ from django.utils.timesince import timesince
 
 from campaigns import access, services
 from campaigns.admin_scoping import AccountScopedAdmin
+from campaigns.backfill import backfills_unfinished
 from campaigns.models import (
     AccountAccess,
     AdAccount,
@@ -602,8 +603,13 @@ class SyncRunAdmin(AccountScopedAdmin):
         return f"{text} so far" if obj.status == SyncRun.Status.RUNNING else text
 
     def changelist_view(self, request, extra_context=None):
-        active = SyncRun.objects.filter(status__in=ACTIVE_SYNC_STATUSES).count()
-        return super().changelist_view(request, extra_context={**(extra_context or {}), "syncs_in_progress": active})
+        active = access.scope_queryset(SyncRun.objects.filter(status__in=ACTIVE_SYNC_STATUSES), request.user).count()
+        context = {
+            **(extra_context or {}),
+            "syncs_in_progress": active,
+            "backfills": backfills_unfinished(access.visible_accounts(request.user)),
+        }
+        return super().changelist_view(request, extra_context=context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = SyncRun.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None

@@ -72,6 +72,10 @@ class BackfillProgress:
     def done(self) -> bool:
         return self.days_read >= self.days_wanted
 
+    @property
+    def percent(self) -> int:
+        return 100 if self.days_wanted <= 0 else min(100, 100 * self.days_read // self.days_wanted)
+
     def __str__(self) -> str:
         if self.days_wanted <= 0:
             return "no backfill asked"
@@ -140,3 +144,14 @@ def backfill_status(accounts: list[Any]) -> dict[int, BackfillProgress]:
     """Progress of several accounts in one query (admin and the connections API)."""
     firsts = first_synced_days([a.pk for a in accounts])
     return {a.pk: backfill_progress(a, firsts.get(a.pk)) for a in accounts}
+
+
+def backfills_unfinished(accounts: Any) -> list[tuple[AdAccount, BackfillProgress]]:
+    """The active accounts of ``accounts`` (a queryset) still short of their first backfill, with
+    how far each has come: what the sync page shows above its runs."""
+    unfinished = []
+    for account in accounts.filter(is_active=True).order_by("platform", "name", "pk"):
+        progress = backfill_progress(account, account.data_from)
+        if progress.days_wanted > 0 and not progress.done:
+            unfinished.append((account, progress))
+    return unfinished

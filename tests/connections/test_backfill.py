@@ -83,3 +83,26 @@ def test_paused_and_inactive_accounts_are_not_backfilled(django_capture_on_commi
     AdAccountFactory(is_active=False)
     with django_capture_on_commit_callbacks():
         assert backfill.backfill_enqueue_due() == 0
+
+
+def test_the_sync_page_shows_each_visible_account_s_backfill(client, settings, today):
+    from django.contrib.auth import get_user_model
+
+    from campaigns.access import account_access_grant
+    from campaigns.services import account_data_read_from
+
+    settings.INITIAL_BACKFILL_DAYS = 90
+    mine = AdAccountFactory(name="Mine", time_zone="UTC")
+    AdAccountFactory(name="Theirs", time_zone="UTC")  # no grant: not the viewer's
+    done = AdAccountFactory(name="Done", time_zone="UTC")
+    account_data_read_from(account_id=mine.pk, day=today - dt.timedelta(days=29))
+    account_data_read_from(account_id=done.pk, day=today - dt.timedelta(days=89))
+    viewer = get_user_model().objects.create_user("viewer-of-two", password="x", is_staff=True)
+    account_access_grant(user=viewer, account=mine, role="viewer")
+    account_access_grant(user=viewer, account=done, role="viewer")
+    client.force_login(viewer)
+    html = client.get("/admin/campaigns/syncrun/").content.decode()
+    assert "First backfill in progress" in html
+    assert "Mine" in html and "30 of 90 days (in progress)" in html and 'max="90" value="30"' in html
+    assert "Theirs" not in html  # another account's backfill is not shown
+    assert f'data-backfill="{done.pk}"' not in html  # a finished backfill leaves the list

@@ -88,6 +88,14 @@ def test_connect_two_google_logins_and_meta_from_an_empty_database(
     screenshot(page, "connections-empty")
 
     _connect_in_browser(page, "#connect-google", "input[value='agency@ibvi.example']", "connect-google")
+    # The sync page shows how far each new account's first backfill has come (its newest chunk is read).
+    page.wait_for_selector("#backfills-heading")
+    screenshot(page, "sync-page-backfill-progress")
+    rows = page.locator("[data-backfill]")
+    assert rows.count() >= 1
+    first_row = rows.first.inner_text()
+    assert re.search(r"\d+ of 90 days \(in progress\)", first_row), first_row
+    assert rows.first.locator("progress").get_attribute("max") == "90"
     _connect_in_browser(page, "#connect-google", "input[value='ops@ibvi.example']", "connect-google-second-login")
     _connect_in_browser(page, "#connect-meta", "input[value='10000000000002']", "connect-meta")
     _run_backfill()
@@ -109,8 +117,12 @@ def test_connect_two_google_logins_and_meta_from_an_empty_database(
     screenshot(page, "dashboard-90-days-after-connect")
     html = page.content()
     assert "Choose at most" not in html
+    assert 'data-tile="coverage"' not in html and ">No data<" not in html  # every day of the 90 was read
     for currency in ("AUD", "USD", "GBP"):  # every connected account's spend, by currency
         assert currency in html
+
+    page.goto("/admin/campaigns/syncrun/")
+    assert page.locator("#backfills-heading").count() == 0  # every backfill is done
 
     page.goto("/admin/connections/connection/")
     screenshot(page, "connections-list")
