@@ -73,11 +73,12 @@ def conversions_by_ids(*, ids: list[int]) -> list[Conversion]:
     return [by_id[i] for i in ids if i in by_id]
 
 
-def due_upload_groups(*, now: datetime) -> list[tuple[str, int, int]]:
-    """(platform, account id, action id) of every group with a conversion due for upload."""
+def due_upload_groups(*, now: datetime) -> list[tuple[str, int, int, int | None]]:
+    """(platform, account id, action id, the account's connection id) of every group with a
+    conversion due for upload."""
     rows = (
         Conversion.objects.filter(status=Conversion.Status.PENDING, next_attempt_at__lte=now)
-        .values_list("platform", "account_id", "action_id")
+        .values_list("platform", "account_id", "action_id", "account__connection_id")
         .distinct()
         .order_by("platform", "account_id", "action_id")
     )

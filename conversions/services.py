@@ -782,7 +782,7 @@ def _record_upload_result(
 
 
 def _upload_batch(rows: list[Conversion], summary: UploadSummary) -> str:
-    """Send one claimed batch; returns "ok", "retry" (the group backs off) or "auth" (stop the platform)."""
+    """Send one claimed batch; returns "ok", "retry" (the group backs off) or "auth" (stop its connection)."""
     first = rows[0]
     claimed_at = first.claimed_at
     platform = first.platform
@@ -848,9 +848,11 @@ def conversions_upload_pending(*, now: datetime | None = None, max_requests: int
     start = now or timezone.now()
     conversions_expire_stale(now=start, summary=summary)
     conversions_reclaim_stale_claims(now=start, summary=summary)
-    stopped_platforms: set[str] = set()
-    for platform, account_id, action_id in selectors.due_upload_groups(now=start):
-        while platform not in stopped_platforms:
+    # Refused credentials stop only the connection they belong to: accounts reached through
+    # another login (or the other platform) keep uploading.
+    stopped_connections: set[tuple[str, int | None]] = set()
+    for platform, account_id, action_id, connection_id in selectors.due_upload_groups(now=start):
+        while (platform, connection_id) not in stopped_connections:
             if max_requests is not None and summary.requests >= max_requests:
                 return summary
             limit = MAX_BATCH[platform]
@@ -860,7 +862,7 @@ def conversions_upload_pending(*, now: datetime | None = None, max_requests: int
                 break
             verdict = _upload_batch(rows, summary)
             if verdict == "auth":
-                stopped_platforms.add(platform)
+                stopped_connections.add((platform, connection_id))
             if verdict != "ok" or len(rows) < limit:
                 break
             if now is not None:

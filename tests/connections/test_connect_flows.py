@@ -245,6 +245,13 @@ def test_pasted_service_account_and_system_user_are_validated_first(operator, sa
     google = Connection.objects.get(kind="service_account")
     _pick(operator, google, "3456789012")
     assert AdAccount.objects.get(external_id="3456789012").connection == google
+    # Disconnecting forgets the key here and names the one to delete in Google Cloud, where it stays valid.
+    assert operator.post(f"/connect/{google.pk}/disconnect/").status_code == 302
+    google.refresh_from_db()
+    assert google.status == "revoked" and google.service_account_key == ""
+    assert (
+        f"delete key {json.loads(key)['private_key_id']} of {json.loads(key)['client_email']}" in google.status_reason
+    )
 
     wrong = operator.post("/connect/meta/system-user/", {"token": "not-a-token"})
     assert wrong.status_code == 400 and b"not-a-token" not in wrong.content
@@ -325,3 +332,37 @@ def test_existing_and_discovered_accounts_belong_to_the_environment_connection(s
     accounts = services.account_discover()
     assert accounts and {a.connection.kind for a in accounts} == {"environment"}
     assert Connection.objects.filter(kind="environment").count() == 2
+
+
+def test_refused_credentials_stop_the_uploads_of_their_connection_only(operator, sandbox, client_with_role):
+    from datetime import UTC, datetime
+
+    from conversions import services as conversion_services
+    from conversions.models import Conversion, ConversionAction
+
+    revoked_login = _connect(operator, "google", {"login": "agency@ibvi.example"})
+    _pick(operator, revoked_login, "3456789012")  # picked first: its uploads are tried first
+    working_login = _connect(operator, "google", {"login": "ops@ibvi.example"})
+    _pick(operator, working_login, "1234567890")
+    agency_account = AdAccount.objects.get(external_id="3456789012")
+    ConversionAction.objects.create(account=agency_account, external_id="880000009", name="Agency purchase")
+    ConversionAction.objects.get_or_create(
+        account=AdAccount.objects.get(external_id="1234567890"), external_id="880000001", defaults={"name": "Purchase"}
+    )
+    when = datetime.now(UTC).replace(microsecond=0).isoformat()
+    items = [
+        {"gclid": f"Cj0KCQ-{action}", "conversion_action": action, "conversion_date_time": when, "order_id": action}
+        for action in ("880000009", "880000001")
+    ]
+    posted = client_with_role("advertiser").post("/api/v1/conversions/google", {"conversions": items}, format="json")
+    assert posted.status_code == 202, posted.content
+    requests.post(
+        f"http://127.0.0.1:{sandbox.google.oauth_port}/revoke", data={"token": revoked_login.refresh_token}, timeout=5
+    ).raise_for_status()
+
+    summary = conversion_services.conversions_upload_pending()
+    assert summary.outcomes["auth_error"] == 1
+    statuses = dict(Conversion.objects.values_list("account__external_id", "status"))
+    # The other login's account uploads; the revoked one's waits (no attempt spent) for a reconnect.
+    assert statuses == {"1234567890": "uploaded", "3456789012": "pending"}
+    assert Conversion.objects.get(account=agency_account).attempts == 0
