@@ -555,6 +555,24 @@ def connections_check_all(*, now: datetime | None = None) -> HealthReport:
 
 
 @sensitive_variables()
+def _service_account_key_left(connection: Connection) -> str:
+    """What the operator still has to do for a service account: the key stays valid in Google Cloud.
+
+    Deleting it there needs IAM rights over the service account (iam.serviceAccountKeys.delete),
+    which a key that only calls the Google Ads API should not have; so the platform forgets its
+    copy and names the key to delete."""
+    if connection.kind != Connection.Kind.SERVICE_ACCOUNT or not connection.service_account_key:
+        return ""
+    try:
+        key = json.loads(connection.service_account_key)
+    except ValueError:
+        key = {}
+    return (
+        f" Its key is erased here but still valid in Google Cloud: delete key {key.get('private_key_id', '?')} of "
+        f"{key.get('client_email', 'the service account')} (IAM & Admin → Service accounts → Keys)."
+    )
+
+
 def connection_disconnect(*, connection: Connection, actor: Any) -> Connection:
     """Revoke at the platform, forget the secrets, stop the accounts' syncs; history stays."""
     if connection.kind == Connection.Kind.ENVIRONMENT:
@@ -580,6 +598,7 @@ def connection_disconnect(*, connection: Connection, actor: Any) -> Connection:
         locked.status = Connection.Status.REVOKED
         locked.status_reason = (
             f"Disconnected by {actor.get_username() if actor else 'the system'} on {now:%Y-%m-%d %H:%M} UTC."
+            + _service_account_key_left(locked)
         )
         locked.refresh_token = locked.access_token = locked.service_account_key = ""
         locked.credential_version += 1
