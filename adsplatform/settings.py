@@ -195,7 +195,9 @@ if not REDIS_URL:
 else:
     # Every retry delay and countdown must stay below the visibility timeout, or Redis
     # redelivers the task while it still waits (checked at start-up: adsplatform.checks).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2}
+    # socket_timeout bounds every synchronous Redis command (a publish, an ack) on a connection the
+    # broker dropped without closing: without it kombu waits forever there (its own docs' advice).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2, "socket_timeout": 10}
 # The longest delay any task waits before a retry; quota waits longer than this are
 # split into several retries rather than one long countdown.
 TASK_MAX_RETRY_DELAY_SECONDS = env.int("TASK_MAX_RETRY_DELAY_SECONDS", default=15 * 60)

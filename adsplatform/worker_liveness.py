@@ -11,7 +11,10 @@ worker consumed it). So the worker proves it itself, end to end, on its own task
   writes the time to the heartbeat file. The round trip proves the event loop runs, the broker
   connection works and the task channel is polled (BRPOP registered). A worker whose every pool
   slot is busy does not poll for more (prefetch is full), so a beat taken while every reserved
-  slot holds a real task also counts: that worker is working, and its tasks' time limits guard it.
+  slot holds a real task also counts: that worker is working, and its tasks' time limits guard
+  it. Unless one of them runs past its hard time limit (plus ``OVERDUE_GRACE_SECONDS``): the pool
+  should have killed it by then, so the slots are held by work that will not end, and the beat
+  is not written (the worker is replaced as stalled).
   The step starts again with every reconnect; a consumer that never gets back to consuming never
   writes again.
 * ``check()`` is the probe: the heartbeat file is younger than ``WORKER_HEARTBEAT_STALE_SECONDS``,
@@ -48,6 +51,9 @@ from kombu import Consumer, Exchange, Queue
 logger = logging.getLogger("adsplatform.worker_liveness")
 
 EXIT_STALLED = 70  # EX_SOFTWARE
+# How far past its hard time limit a task may run before its slot counts as stuck: the pool
+# kills a task at its limit, and a child's exit and replacement take a few seconds.
+OVERDUE_GRACE_SECONDS = 30.0
 
 
 def _float_env(name: str, default: float) -> float:
@@ -72,6 +78,22 @@ def heartbeat_file() -> Path:
     from django.conf import settings
 
     return Path(settings.VAR_DIR) / "worker-heartbeat"
+
+
+def overdue_requests(requests, now: float | None = None) -> list:
+    """The running task requests past their hard time limit plus the grace (wall-clock starts)."""
+    now = time.time() if now is None else now
+    late = []
+    for request in requests:
+        started = getattr(request, "time_start", None)
+        if not started:
+            continue
+        hard_limit = (getattr(request, "time_limits", None) or (None, None))[0] or getattr(
+            getattr(request, "task", None), "time_limit", None
+        )
+        if hard_limit and now - started > hard_limit + OVERDUE_GRACE_SECONDS:
+            late.append(request)
+    return late
 
 
 def record(path: Path, now: float | None = None) -> None:
@@ -135,6 +157,7 @@ class Heartbeat(bootsteps.StartStopStep):
         self.tref = None
         self.consumer = None
         self.queue = None
+        self.warned_overdue = False
 
     def start(self, c):
         if c.task_consumer is None or c.connection is None:
@@ -162,10 +185,19 @@ class Heartbeat(bootsteps.StartStopStep):
             )
         except Exception as exc:
             logger.debug("heartbeat not sent: %r", exc)
-        # Every slot holds a real task: the worker does not poll (prefetch full), but it works.
+        # Every slot holds a real task: the worker does not poll (prefetch full), but it works,
+        # as long as none of them is past the time limit the pool enforces.
         limit = getattr(c.qos, "value", 0) or 0
         if limit and len(state.reserved_requests) >= limit:
-            record(self.path)
+            late = overdue_requests(tuple(state.active_requests))
+            if not late:
+                record(self.path)
+            elif not self.warned_overdue:
+                self.warned_overdue = True
+                logger.warning(
+                    "tasks past their hard time limit hold every slot; not writing the heartbeat",
+                    extra={"tasks": [f"{r.name}[{r.id}]" for r in late]},
+                )
 
     def _on_beat(self, body, message):
         record(self.path)
@@ -218,4 +250,14 @@ def install(app) -> None:
         Watchdog(heartbeat_file(), limit, app.conf.broker_url or "").start()
 
 
-__all__ = ("EXIT_STALLED", "Heartbeat", "Watchdog", "check", "heartbeat_file", "install", "record", "stale_after")
+__all__ = (
+    "EXIT_STALLED",
+    "Heartbeat",
+    "Watchdog",
+    "check",
+    "heartbeat_file",
+    "install",
+    "overdue_requests",
+    "record",
+    "stale_after",
+)

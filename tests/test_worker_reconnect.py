@@ -219,3 +219,22 @@ def test_a_worker_alive_but_not_consuming_exits_so_it_is_replaced(tmp_path):
         _stop(worker)
         redis.kill()
         redis.wait()
+
+
+def test_a_task_past_its_hard_time_limit_no_longer_counts_as_work():
+    """Every slot busy counts as alive only while no task has outrun the limit the pool enforces."""
+    from types import SimpleNamespace
+
+    from adsplatform import worker_liveness
+    from webhooks import tasks
+
+    now = time.time()
+    deliver = SimpleNamespace(time_limit=tasks.deliver_lead.time_limit)
+    fresh = SimpleNamespace(time_start=now - 5, time_limits=(None, None), task=deliver)
+    hung = SimpleNamespace(time_start=now - deliver.time_limit - 60, time_limits=(None, None), task=deliver)
+    limited = SimpleNamespace(time_start=now - 200, time_limits=(100, None), task=SimpleNamespace(time_limit=None))
+    not_started = SimpleNamespace(time_start=None, time_limits=(None, None), task=deliver)
+    assert worker_liveness.overdue_requests([fresh, not_started], now=now) == []
+    assert worker_liveness.overdue_requests([fresh, hung, limited], now=now) == [hung, limited]
+    # Lead work is short: its limits are minutes, so a hung lead task frees its slot long before half an hour.
+    assert tasks.deliver_lead.time_limit <= 120 and tasks.process_webhook_events.time_limit <= 120
