@@ -88,6 +88,76 @@ def test_make_run_starts_the_same_processes_as_fly():
     assert callable(getattr(importlib.import_module(module), name))
 
 
+# --- Locked dependencies -------------------------------------------------------------------------
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _direct(path: Path) -> dict[str, str]:
+    """name -> version of an .in file's requirements (extras dropped, options and comments skipped)."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        name, _, version = line.partition("==")
+        assert version, f"{path.name}: {line} is not pinned exactly"
+        pins[_normalize(name.split("[")[0])] = version.strip()
+    return pins
+
+
+def _locked(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, hashes) of a lock file compiled with --generate-hashes."""
+    text = path.read_text().replace("\\\n", " ")
+    locked = {}
+    for line in text.splitlines():
+        if not line or line.startswith((" ", "#")):
+            continue
+        requirement, *options = line.split()
+        name, _, version = requirement.partition("==")
+        assert version, f"{path.name}: {requirement} is not pinned exactly"
+        locked[_normalize(name)] = (version, [o.removeprefix("--hash=") for o in options if o.startswith("--hash=")])
+    return locked
+
+
+@pytest.mark.parametrize(
+    ("source", "lock"), [("requirements.in", "requirements.txt"), ("requirements-dev.in", "requirements-dev.txt")]
+)
+def test_lock_files_pin_every_direct_dependency_and_hash_every_package(source, lock):
+    direct, locked = _direct(ROOT / source), _locked(ROOT / lock)
+    assert direct and len(locked) > len(direct), "the lock holds the transitive dependencies too"
+    for name, version in direct.items():
+        assert name in locked, f"{name} is in {source} but not in {lock}: run `make lock`"
+        assert locked[name][0] == version, f"{name}: {source} says {version}, {lock} {locked[name][0]}: run `make lock`"
+    for name, (_version, hashes) in locked.items():
+        # pip's --require-hashes refuses a package without one; sha256 is what pip-compile writes.
+        assert hashes and all(re.fullmatch(r"sha256:[0-9a-f]{64}", h) for h in hashes), name
+    text = (ROOT / lock).read_text()
+    # Where packages come from is each machine's pip configuration, not the lock's.
+    assert not re.search(r"^--(index-url|extra-index-url|find-links|trusted-host)|file://", text, re.M)
+
+
+def test_dev_lock_agrees_with_the_runtime_lock():
+    assert "-c requirements.txt" in (ROOT / "requirements-dev.in").read_text().splitlines()
+    runtime, dev = _locked(ROOT / "requirements.txt"), _locked(ROOT / "requirements-dev.txt")
+    shared = set(runtime) & set(dev)
+    assert shared, "the dev tools share some packages with the runtime (requests, PyYAML, ...)"
+    # Tests run against the versions production runs.
+    assert {name: dev[name][0] for name in shared} == {name: runtime[name][0] for name in shared}
+
+
+def test_make_installs_only_from_the_locks_with_hashes():
+    makefile = (ROOT / "Makefile").read_text()
+    installs = re.findall(r"pip install[^\n]*", makefile)
+    assert installs and all("--require-hashes" in line for line in installs), installs
+    assert not re.search(r"-r requirements(-dev)?\.in", makefile), "the .in files are compiled, never installed"
+    assert re.search(r"^\$\(VENV\)/\.installed: requirements\.txt$", makefile, re.M)
+    assert re.search(r"^\$\(VENV\)/\.installed-dev: requirements\.txt requirements-dev\.txt", makefile, re.M)
+    assert re.search(r"^lock upgrade:", makefile, re.M) and "--generate-hashes" in makefile
+
+
 # --- Prometheus alerting rules --------------------------------------------------------------------
 
 RULES_FILE = ROOT / "deploy" / "prometheus" / "alerts.yml"
