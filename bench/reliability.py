@@ -1287,10 +1287,10 @@ def scenario_visibility_timeout(run: Run, result: ScenarioResult) -> None:
     producers["webhooks delivery Retry-After"] = lambda: webhook_services.retry_delay_seconds(
         attempt=1, cap_seconds=cap, retry_after=a_day
     )
-    from conversions import services as conversion_services
+    from conversions.services import uploads as conversion_uploads
 
     producers["conversions upload backoff"] = lambda: max(
-        conversion_services._retry_delay_seconds(n, a_day) for n in range(1, 30)
+        conversion_uploads._retry_delay_seconds(n, a_day) for n in range(1, 30)
     )
     from campaigns import tasks as campaign_tasks
 

@@ -8,14 +8,14 @@ import uuid
 from celery import shared_task
 from django.core.cache import cache
 
-from conversions import services
+from conversions import enqueue, services
 
 logger = logging.getLogger(__name__)
 
 UPLOAD_LOCK_KEY = "conversions:upload-pending:lock"
 
 
-@shared_task(name="conversions.upload_pending", acks_late=True, ignore_result=True)
+@shared_task(name=enqueue.UPLOAD_PENDING, acks_late=True, ignore_result=True)
 def upload_pending() -> dict[str, int]:
     """Beat, every minute, and after ingestion: upload what is due.
 

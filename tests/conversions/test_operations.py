@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from conversions import bootstrap, services
 from conversions.models import Conversion, ConversionAction, ServiceApiKey
+from conversions.services import uploads
 from tests.conversions.conftest import google_conversion, meta_event
 
 GOOGLE_URL = "/api/v1/conversions/google"
@@ -152,7 +153,7 @@ def test_concurrent_claims_take_disjoint_rows(actions):
     def claim() -> None:
         try:
             barrier.wait()
-            rows = services._claim(
+            rows = uploads._claim(
                 platform="google", account_id=action.account_id, action_id=action.pk, limit=25, now=timezone.now()
             )
             claimed.append([r.pk for r in rows])

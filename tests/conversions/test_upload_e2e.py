@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from conversions import services, tasks
 from conversions.models import Conversion
+from conversions.services import uploads
 from tests.conversions.conftest import GOOGLE_CUSTOMER, GOOGLE_PURCHASE, google_conversion, meta_event, unique
 
 GOOGLE_URL = "/api/v1/conversions/google"
@@ -149,7 +150,7 @@ class SimulatedCrash(Exception):
 
 def crash_once_after_the_platform_answered(monkeypatch):
     """The worker dies after the SDK returned and before the outcome is recorded."""
-    real_record = services._record_upload_result
+    real_record = uploads._record_upload_result
     calls = {"n": 0}
 
     def record(*args, **kwargs):
@@ -158,7 +159,7 @@ def crash_once_after_the_platform_answered(monkeypatch):
             raise SimulatedCrash("killed between send and record")
         return real_record(*args, **kwargs)
 
-    monkeypatch.setattr(services, "_record_upload_result", record)
+    monkeypatch.setattr(uploads, "_record_upload_result", record)
 
 
 def test_google_crash_after_the_remote_call_leaves_one_copy(service_client, actions, sandbox, monkeypatch, settings):
