@@ -1,4 +1,4 @@
-"""JSON log lines with the request id of the request (or task) that wrote them."""
+"""JSON log lines with the request id of the request (or task) that wrote them, and the access line."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import contextvars
 import json
 import logging
 from datetime import UTC, datetime
+
+from django.utils.functional import SimpleLazyObject, empty
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -45,6 +47,60 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+# --- The access line: one per request (adsplatform.middleware.AccessLogMiddleware) --------
+
+access_logger = logging.getLogger("adsplatform.access")
+# Probes answer every few seconds; their successes go at DEBUG so they do not bury the traffic.
+# A failing probe is logged like any other request. (/healthz on GET/HEAD is answered before the
+# access log by HealthzMiddleware and has no line at all.)
+_PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _who(request) -> tuple[int | None, int | None]:
+    """(user id, service key id) of whoever the request authenticated as, if anyone did."""
+    user = request.__dict__.get("user")
+    if isinstance(user, SimpleLazyObject):
+        # AuthenticationMiddleware's lazy user: read only once the view has, so that the line
+        # never costs a session or user query of its own. DRF (JWT, service keys) replaces it
+        # with the user it authenticated.
+        user = None if user._wrapped is empty else user._wrapped
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None, None
+    # conversions.authentication.ServicePrincipal: an X-Service-Auth caller, known by its key.
+    key = getattr(user, "key", None)
+    if key is not None:
+        return None, key.pk
+    return user.pk, None
+
+
+def access_log_write(request, status: int, duration_seconds: float) -> None:
+    """The request's access line: what was asked, the answer, how long it took, and by whom.
+
+    The path is written without its query string (query strings can carry keys); no header,
+    body or token is ever read here. Every line is INFO: Django's own django.request logger
+    already writes each 4xx at WARNING and each 5xx at ERROR (with the traceback), once.
+    """
+    level = logging.DEBUG if status < 400 and request.path_info in _PROBE_PATHS else logging.INFO
+    if not access_logger.isEnabledFor(level):
+        return
+    user_id, service_key_id = _who(request)
+    access_logger.log(
+        level,
+        "%s %s %s",
+        request.method,
+        request.path,
+        status,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "duration_ms": round(duration_seconds * 1000, 2),
+            "user_id": user_id,
+            "service_key_id": service_key_id,
+        },
+    )
 
 
 def _clear_request_id(**_: object) -> None:

@@ -1,8 +1,10 @@
-"""Cross-cutting request handling: liveness, request ids, the body-size guard, the receivers' short path."""
+"""Cross-cutting request handling: liveness, request ids, the access line, the body-size guard,
+the receivers' short path."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from django.conf import settings
@@ -50,6 +52,29 @@ class RequestIdMiddleware:
         return response
 
 
+class AccessLogMiddleware:
+    """One access line per request (``adsplatform.logging.access_log_write``).
+
+    Right below the request id, so the line carries it, and above MachineReceiverMiddleware, so
+    the receivers' short path gets its line too. Django turns exceptions into responses at every
+    layer below; ours still sees one, and a line is written even if one escapes. The duration
+    ends when the response is handed back, before a streamed body is sent.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+        except Exception:
+            ads_logging.access_log_write(request, 500, time.perf_counter() - started)
+            raise
+        ads_logging.access_log_write(request, response.status_code, time.perf_counter() - started)
+        return response
+
+
 class BodySizeLimitMiddleware:
     """Refuse API bodies over MAX_REQUEST_BODY_BYTES with a JSON 413 before parsing.
 
@@ -89,8 +114,8 @@ class MachineReceiverMiddleware:
 
     Make.com, Zapier and Google post JSON with a secret: no session, cookie, CSRF token, user,
     flash message, frame or CORS preflight is ever involved. Everything above this middleware
-    (liveness, request id, request metrics, https redirect and security headers, the body-size
-    guard) still runs; the rest of the chain and URL resolution (~0.15 ms, a sixth of what a
+    (liveness, request id, access line, request metrics, https redirect and security headers, the
+    body-size guard) still runs; the rest of the chain and URL resolution (~0.15 ms, a sixth of what a
     receipt costs a web process) are skipped by calling the view that ``urls.py`` maps the path
     to, found once by URL name (``MACHINE_RECEIVER_URL_NAMES``).
     """

@@ -105,6 +105,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "adsplatform.middleware.HealthzMiddleware",
     "adsplatform.middleware.RequestIdMiddleware",
+    "adsplatform.middleware.AccessLogMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -366,6 +367,9 @@ LOGGING = {
     "loggers": {
         "django": {"level": LOG_LEVEL, "propagate": True},
         "celery": {"level": LOG_LEVEL, "propagate": True},
+        # One line per request at INFO (probes' successes at DEBUG); django.request still adds
+        # its WARNING for a 4xx and ERROR for a 5xx, with the traceback when there is one.
+        "adsplatform.access": {"level": LOG_LEVEL, "propagate": True},
         # Chatty transport loggers can print request metadata; keep them quiet.
         "urllib3": {"level": "WARNING"},
         # google-api-core turns propagation off on "google", so it needs the handler itself.
