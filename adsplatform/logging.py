@@ -49,6 +49,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# What http.server's log_request hands runserver's logger for each request: request line, status, size.
+_SERVER_REQUEST_LINE = '"%s" %s %s'
+
+
+class NotARequestLine(logging.Filter):
+    """Drops runserver's per-request lines (django.server): they repeat the access line, query
+    string included. Its other messages (bad requests, "HTTPS on an HTTP server") stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != _SERVER_REQUEST_LINE
+
+
 # --- The access line: one per request (adsplatform.middleware.AccessLogMiddleware) --------
 
 access_logger = logging.getLogger("adsplatform.access")

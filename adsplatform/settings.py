@@ -354,7 +354,10 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "adsplatform.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "adsplatform.logging.RequestIdFilter"},
+        "not_a_request_line": {"()": "adsplatform.logging.NotARequestLine"},
+    },
     "formatters": {"json": {"()": "adsplatform.logging.JsonFormatter"}},
     "handlers": {
         "stdout": {
@@ -370,6 +373,13 @@ LOGGING = {
         # One line per request at INFO (probes' successes at DEBUG); django.request still adds
         # its WARNING for a 4xx and ERROR for a 5xx, with the traceback when there is one.
         "adsplatform.access": {"level": LOG_LEVEL, "propagate": True},
+        # runserver's own request lines would repeat the access line with the query string.
+        "django.server": {
+            "handlers": ["stdout"],
+            "level": LOG_LEVEL,
+            "filters": ["not_a_request_line"],
+            "propagate": False,
+        },
         # Chatty transport loggers can print request metadata; keep them quiet.
         "urllib3": {"level": "WARNING"},
         # google-api-core turns propagation off on "google", so it needs the handler itself.

@@ -214,3 +214,34 @@ def test_a_failing_probe_is_logged_like_any_request(client, settings, log_lines)
 
     [line] = access_lines(log_lines())
     assert (line["path"], line["status"], line["level"]) == ("/metrics", 401, "INFO")
+
+
+def test_runserver_request_lines_are_dropped_and_its_other_messages_kept():
+    """runserver's line carries the query string and repeats the access line; its errors stay."""
+    server = logging.getLogger("django.server")
+    request_line = server.makeRecord(
+        "django.server",
+        logging.INFO,
+        __file__,
+        0,
+        '"%s" %s %s',
+        (f"GET /x?k={QUERY_SECRET} HTTP/1.1", "200", "2"),
+        None,
+        extra={"status_code": 200},
+    )
+    https_hint = server.makeRecord(
+        "django.server",
+        logging.ERROR,
+        __file__,
+        0,
+        "You're accessing the development server over HTTPS, but it only supports HTTP.",
+        (),
+        None,
+        extra={"status_code": 500},
+    )
+    bad_request = server.makeRecord(
+        "django.server", logging.INFO, __file__, 0, "code %d, message %s", (400, "Bad request syntax"), None
+    )
+
+    assert not server.filter(request_line)
+    assert server.filter(https_hint) and server.filter(bad_request)
