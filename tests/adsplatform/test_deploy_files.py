@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import re
 import tomllib
@@ -75,6 +76,69 @@ def test_dockerfile_runs_what_the_readme_and_fly_toml_document():
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
     assert "gunicorn.conf.py" in readme
+
+
+def _dockerfile_stages() -> list[dict]:
+    """Each FROM of the Dockerfile: its base, its name and its instructions (continuations joined)."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    stages: list[dict] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, rest = line.partition(" ")
+        if keyword.upper() == "FROM":
+            base, _, name = rest.partition(" AS ")
+            stages.append({"base": base.strip(), "name": name.strip(), "instructions": []})
+        else:
+            stages[-1]["instructions"].append((keyword.upper(), rest.strip()))
+    return stages
+
+
+def test_dockerfile_builds_the_locked_venv_in_one_stage_and_runs_a_slim_one_as_non_root():
+    stages = _dockerfile_stages()
+    assert len(stages) >= 2, "a build stage and a runtime stage"
+    by_name = {stage["name"]: stage for stage in stages if stage["name"]}
+
+    def root_image(stage: dict) -> str:
+        return root_image(by_name[stage["base"]]) if stage["base"] in by_name else stage["base"]
+
+    runtime = stages[-1]
+    assert root_image(runtime) == "python:3.11-slim"
+    builds = [s for s in stages if any(k == "RUN" and "pip install" in arg for k, arg in s["instructions"])]
+    assert builds and runtime not in builds, "nothing is installed in the runtime stage"
+    (build,) = builds
+    installs = [arg for k, arg in build["instructions"] if k == "RUN" and "pip install" in arg]
+    assert all("--require-hashes" in arg and re.search(r"-r \S*requirements\.txt\b", arg) for arg in installs)
+    assert not any("requirements-dev" in arg or ".in" in arg.split() for _, arg in build["instructions"])
+    venv = re.search(r"-m venv (\S+)", " ".join(arg for k, arg in build["instructions"] if k == "RUN")).group(1)
+    # A virtualenv's scripts name their interpreter by path: copied to the same place, same base.
+    assert ("COPY", f"--from={build['name']} {venv} {venv}") in runtime["instructions"]
+    assert root_image(build) == root_image(runtime)
+    env = " ".join(arg for k, arg in runtime["instructions"] if k == "ENV")
+    assert re.search(rf"PATH={re.escape(venv)}/bin:", env), "fly.toml's python, gunicorn and celery are the venv's"
+    keywords = [k for k, _ in runtime["instructions"]]
+    users = [arg for k, arg in runtime["instructions"] if k == "USER"]
+    assert users and users[-1] not in {"root", "0", "0:0"}, "the processes run as a non-root user"
+    collect = next(i for i, (k, arg) in enumerate(runtime["instructions"]) if k == "RUN" and "collectstatic" in arg)
+    assert collect < keywords.index("USER") < keywords.index("CMD"), "static files collected at build, as root"
+
+
+def test_dockerignore_keeps_what_the_image_needs_and_leaves_out_secrets_and_local_state():
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def ignored(path: str) -> bool:
+        return any(fnmatch.fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") for p in patterns)
+
+    for needed in ("Dockerfile", "requirements.txt", "manage.py", "gunicorn.conf.py", "adsplatform/settings.py"):
+        assert not ignored(needed), needed
+    assert not ignored("adsplatform/process_health.py") and not ignored("templates")
+    for local in (".env", ".git", ".venv", "var"):
+        assert ignored(local), local
 
 
 def test_make_run_starts_the_same_processes_as_fly():
