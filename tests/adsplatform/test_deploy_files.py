@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import re
+import shlex
 import tomllib
 from pathlib import Path
 
@@ -76,6 +77,32 @@ def test_dockerfile_runs_what_the_readme_and_fly_toml_document():
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
     assert "gunicorn.conf.py" in readme
+
+
+def _seconds(duration: str) -> float:
+    value, unit = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", duration).groups()
+    return float(value) * {"ms": 0.001, "s": 1, "m": 60}[unit]
+
+
+def test_fly_checks_worker_and_beat_through_the_health_endpoint_they_run_behind():
+    config = tomllib.loads((ROOT / "fly.toml").read_text())
+    checked = {group: check for check in config["checks"].values() for group in check["processes"]}
+    assert set(checked) == {"worker", "beat"}, "one check each, scoped to its process group"
+    for group, check in checked.items():
+        # Fly's top-level checks are requests to a port of the machine, never a command run in it.
+        assert check["type"] == "http" and check["method"].lower() == "get" and check["path"] == "/healthz"
+        argv = shlex.split(config["processes"][group])
+        assert argv[:4] == ["python", "-m", "adsplatform.process_health", group], argv
+        split = argv.index("--")
+        own, command = argv[4:split], argv[split + 1 :]
+        assert own[own.index("--port") + 1] == str(check["port"]), "the check asks the port the endpoint binds"
+        assert check["port"] != config["http_service"]["internal_port"]
+        assert command[:4] == ["celery", "-A", "adsplatform", group]
+        # Longer than the probe's slowest honest answer (a 2 s Redis PING, a 3 s database connect),
+        # shorter than the interval; the grace period covers a boot and the first heartbeat.
+        assert 3 < _seconds(check["timeout"]) < _seconds(check["interval"])
+        assert _seconds(check["grace_period"]) >= 30
+    assert importlib.util.find_spec("adsplatform.process_health") is not None
 
 
 def _dockerfile_stages() -> list[dict]:
