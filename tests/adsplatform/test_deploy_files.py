@@ -249,6 +249,19 @@ def test_make_installs_only_from_the_locks_with_hashes():
     assert re.search(r"^lock upgrade:", makefile, re.M) and "--generate-hashes" in makefile
 
 
+def test_pre_commit_runs_upstream_ruff_hooks_at_the_dev_locks_ruff_version():
+    import yaml
+
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    assert all(repo["repo"] != "local" for repo in config["repos"]), "no hook runs from .venv"
+    ruff = next(repo for repo in config["repos"] if repo["repo"] == "https://github.com/astral-sh/ruff-pre-commit")
+    # The hook, `make lint` and CI judge the code with the same ruff.
+    assert ruff["rev"] == "v" + _locked(ROOT / "requirements-dev.txt")["ruff"][0]
+    hooks = [hook["id"] for hook in ruff["hooks"]]
+    assert hooks == ["ruff-check", "ruff-format"], "fixes first, then the format of what they changed"
+    assert "--fix" in ruff["hooks"][0].get("args", [])
+
+
 # --- Prometheus alerting rules --------------------------------------------------------------------
 
 RULES_FILE = ROOT / "deploy" / "prometheus" / "alerts.yml"
