@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from campaigns import enqueue
 from campaigns.models import AdAccount, SyncRun
 from campaigns.services import account_today
 
@@ -123,21 +124,13 @@ def _queue_chunk(account: AdAccount, date_from: date, date_to: date) -> SyncRun:
         date_to=date_to,
         progress=f"Backfill of {backfill_days(account)} days: queued {date_from}…{date_to}",
     )
-    transaction.on_commit(lambda: _publish(run.pk))
+    # Below the scheduled syncs' priority; a refused publish leaves the run queued for the sweep.
+    transaction.on_commit(lambda: enqueue.sync_account(run.pk, priority=BACKFILL_PRIORITY))
     logger.info(
         "backfill chunk queued",
         extra={"account_id": account.pk, "sync_run_id": run.pk, "date_from": str(date_from), "date_to": str(date_to)},
     )
     return run
-
-
-def _publish(run_id: int) -> None:
-    from campaigns.tasks import sync_account  # tasks import services; import here to keep that one-way
-
-    try:
-        sync_account.apply_async((run_id,), priority=BACKFILL_PRIORITY)
-    except Exception:  # the broker being down must not fail the caller: the stale-run sweep resends
-        logger.warning("could not enqueue a backfill chunk; the sweep will retry", exc_info=True)
 
 
 def backfill_status(accounts: list[Any]) -> dict[int, BackfillProgress]:

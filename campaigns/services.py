@@ -17,6 +17,7 @@ from django.db.models import DateField, F, Q, Value
 from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
+from campaigns.enqueue import sync_account as enqueue_sync_account
 from campaigns.models import AdAccount, SyncRun
 from campaigns.upserts import ad_group_metric_upsert, ad_group_upsert, campaign_upsert, metric_upsert
 from platforms.base import AuthError, PlatformError, RateLimitedError, TransientError
@@ -156,19 +157,9 @@ def sync_run_create(
         date_from = min(since, date_to)
     run = SyncRun.objects.create(account=account, trigger=trigger, date_from=date_from, date_to=date_to)
     if enqueue:
-        from campaigns.tasks import sync_account  # tasks import services; import here to keep that one-way
-
-        transaction.on_commit(lambda: _enqueue_quietly(sync_account, run.pk))
+        # The broker being down must not fail the request: the run stays queued for the sweep.
+        transaction.on_commit(lambda: enqueue_sync_account(run.pk))
     return run
-
-
-def _enqueue_quietly(task, *args) -> None:
-    # The broker being down must not fail the request: the run stays queued and the
-    # scheduler's sweep (sync_due_accounts) picks it up again.
-    try:
-        task.delay(*args)
-    except Exception:
-        logger.warning("could not enqueue %s; the sweep will retry", task.name, exc_info=True)
 
 
 def due_accounts(*, now=None) -> list[AdAccount]:

@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from campaigns import services
+from campaigns import backfill, enqueue, services
 from campaigns.models import SyncRun
 from platforms.base import RateLimitedError, TransientError
 
@@ -27,7 +27,7 @@ def _retry_delay(exc: Exception, retries: int) -> float:
     return min(delay, settings.TASK_MAX_RETRY_DELAY_SECONDS)
 
 
-@shared_task(bind=True, name="campaigns.sync_account", acks_late=True, max_retries=MAX_SYNC_RETRIES)
+@shared_task(bind=True, name=enqueue.SYNC_ACCOUNT, acks_late=True, max_retries=MAX_SYNC_RETRIES)
 def sync_account(self, sync_run_id: int) -> None:
     run = SyncRun.objects.select_related("account").filter(pk=sync_run_id).first()
     if run is None or run.status not in (SyncRun.Status.QUEUED, SyncRun.Status.RUNNING):
@@ -64,6 +64,4 @@ def sync_due_accounts() -> int:
 @shared_task(name="campaigns.backfill_accounts")
 def backfill_accounts() -> int:
     """Beat, every minute: queue the next first-backfill chunk of the accounts still short of it."""
-    from campaigns import backfill
-
     return backfill.backfill_enqueue_due()

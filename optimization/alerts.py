@@ -47,11 +47,12 @@ from django.utils import timezone
 
 from campaigns.models import AdAccount
 from campaigns.services import account_today
-from optimization import selectors
+from optimization import enqueue, selectors
 from optimization.changes import PLATFORM_NAMES, format_money
 from optimization.conf import setting
 from optimization.models import Alert, AlertNotification, AlertSettings, ProcessHeartbeat
 from optimization.services import platform_calls_prune
+from webhooks import selectors as webhook_selectors
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +256,7 @@ def api_failure_alerts_evaluate(*, now: datetime | None = None) -> AlertChanges:
 def webhook_delay_alerts_evaluate(*, now: datetime | None = None) -> AlertChanges:
     now = now or timezone.now()
     limit = float(setting("ALERT_WEBHOOK_DELAY_SECONDS"))
-    delays = selectors.webhook_delays(now=now, window=timedelta(minutes=setting("ALERT_API_WINDOW_MINUTES")))
+    delays = webhook_selectors.webhook_delays(now=now, window=timedelta(minutes=setting("ALERT_API_WINDOW_MINUTES")))
     firing = []
     if delays.oldest_unprocessed_event_seconds > limit:
         firing.append(
@@ -496,11 +497,10 @@ def worker_canary_send(*, now: datetime | None = None) -> bool:
             return False
         pending_since = row.canary_pending_since
     ProcessHeartbeat.objects.filter(pk=row.pk).update(canary_sent_at=now, canary_pending_since=pending_since)
-    from optimization.tasks import worker_canary
-
     try:
-        worker_canary.apply_async(
-            kwargs={"sent_at": now.isoformat()},
+        enqueue.send(
+            enqueue.WORKER_CANARY,
+            now.isoformat(),
             # Lead work's priority: the canary measures the wait a new lead would have.
             priority=getattr(settings, "LEAD_TASK_PRIORITY", 0),
             # Replaced by the next resend; a worker back after a long outage runs one, not dozens.

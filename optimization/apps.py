@@ -21,8 +21,7 @@ class OptimizationConfig(AppConfig):
 def _after_sync_run_saved(sender, instance, **kwargs) -> None:
     if instance.status != "succeeded":
         return
-    from optimization.changes import enqueue_quietly
-    from optimization.tasks import evaluate_account_alerts
+    from optimization import enqueue
 
     account_id = instance.account_id
-    transaction.on_commit(lambda: enqueue_quietly(evaluate_account_alerts, account_id))
+    transaction.on_commit(lambda: enqueue.send_quietly(enqueue.EVALUATE_ACCOUNT_ALERTS, account_id))

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from campaigns.models import AdGroup, BudgetLevel, Campaign, CampaignStatus
 from campaigns.services import campaign_cache_invalidate
-from optimization import selectors
+from optimization import enqueue, selectors
 from optimization.conf import setting
 from optimization.models import OptimizationRun
 from platforms.base import BudgetUpdate, ChangeTarget, PlatformError, StatusUpdate, TransientError, minor_unit_micros
@@ -640,17 +640,8 @@ def _send_status(target: Target, status: str, *, validate_only: bool) -> StatusU
 
 
 def enqueue_push_on_commit(run: OptimizationRun) -> None:
-    from optimization.tasks import push_budget_change  # tasks import services; keep that one-way
-
-    transaction.on_commit(lambda: enqueue_quietly(push_budget_change, run.pk))
-
-
-def enqueue_quietly(task, *args) -> None:
     # A broker outage must not fail the request: the run stays pending and the sweeper re-sends it.
-    try:
-        task.delay(*args)
-    except Exception:
-        logger.warning("could not enqueue %s; the sweeper will retry", task.name, exc_info=True)
+    transaction.on_commit(lambda: enqueue.send_quietly(enqueue.PUSH_BUDGET_CHANGE, run.pk))
 
 
 def change_push(*, run: OptimizationRun) -> OptimizationRun:

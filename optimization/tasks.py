@@ -10,7 +10,7 @@ from celery import shared_task
 from django.conf import settings
 
 from campaigns.models import AdAccount
-from optimization import alerts, changes, services
+from optimization import alerts, changes, enqueue, services
 from optimization.models import OptimizationRun
 from optimization.selectors import stale_pending_runs
 from platforms.base import RateLimitedError, TransientError
@@ -29,7 +29,7 @@ def retry_delay(exc: TransientError, retries: int) -> float:
     return min(delay, settings.TASK_MAX_RETRY_DELAY_SECONDS)
 
 
-@shared_task(bind=True, name="optimization.push_budget_change", acks_late=True, max_retries=MAX_PUSH_RETRIES)
+@shared_task(bind=True, name=enqueue.PUSH_BUDGET_CHANGE, acks_late=True, max_retries=MAX_PUSH_RETRIES)
 def push_budget_change(self, run_id: int) -> None:
     run = OptimizationRun.objects.filter(pk=run_id).first()
     if run is None or run.status != OptimizationRun.Status.PENDING:
@@ -77,13 +77,13 @@ def evaluate_alerts() -> int:
     return len(result.opened) + len(result.resolved)
 
 
-@shared_task(name="optimization.worker_canary", ignore_result=True)
+@shared_task(name=enqueue.WORKER_CANARY, ignore_result=True)
 def worker_canary(sent_at: str) -> None:
     """Queued by the alert monitor; running it proves a worker takes tasks from the queue."""
     alerts.worker_canary_ran(sent_at=datetime.fromisoformat(sent_at), worker=worker_canary.request.hostname or "")
 
 
-@shared_task(name="optimization.evaluate_account_alerts")
+@shared_task(name=enqueue.EVALUATE_ACCOUNT_ALERTS)
 def evaluate_account_alerts(account_id: int) -> None:
     """After a sync: the budget alerts of that account, on fresh numbers."""
     account = AdAccount.objects.filter(pk=account_id).first()

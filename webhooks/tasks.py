@@ -23,7 +23,7 @@ _DELIVERY_LIMITS = {"time_limit": _DELIVERY_LIMIT, "soft_time_limit": _DELIVERY_
 _DELIVERY_TASK_MAX_RETRIES = 20
 
 
-@shared_task(bind=True, max_retries=8, **_PROCESS_LIMITS)
+@shared_task(bind=True, name=services.PROCESS_EVENTS_TASK, max_retries=8, **_PROCESS_LIMITS)
 def process_webhook_events(self, event_ids: list[int]) -> None:
     retry_ids = services.webhook_events_process(event_ids=event_ids)
     if retry_ids and self.request.retries < self.max_retries:
@@ -44,7 +44,7 @@ def process_webhook_event(event_id: int) -> None:
     services.webhook_event_process(event_id=event_id)
 
 
-@shared_task(bind=True, max_retries=_DELIVERY_TASK_MAX_RETRIES, **_DELIVERY_LIMITS)
+@shared_task(bind=True, name=services.DELIVER_LEAD_TASK, max_retries=_DELIVERY_TASK_MAX_RETRIES, **_DELIVERY_LIMITS)
 def deliver_lead(self, delivery_id: int) -> None:
     try:
         services.lead_delivery_send(delivery_id=delivery_id, max_delay_seconds=settings.TASK_MAX_RETRY_DELAY_SECONDS)

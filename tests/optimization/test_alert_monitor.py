@@ -274,7 +274,7 @@ def test_workers_not_taking_tasks_and_beat_not_running_open_and_resolve_with_the
         beat = _until(lambda: open_alert(Alert.Kind.BEAT_STALLED), 10)
         assert workers and beat, processes.log("monitor")
         assert "Workers are not taking tasks" in workers.message
-        assert "1 task(s) wait in the queue" in workers.message  # the canary, and nothing took it
+        assert "1 task(s) wait in the queue" in workers.message, workers.message  # the canary, and nothing took it
         assert "no heartbeat at all" in beat.message
 
         processes.beat()

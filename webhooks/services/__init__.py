@@ -62,9 +62,11 @@ from webhooks.services.leads import (
     webhook_events_process,
 )
 from webhooks.services.receiving import (
+    DELIVER_LEAD_TASK,
     EVENTS_PER_MESSAGE,
     FIRST_PRIORITIES,
     GOOGLE_MEDIA_TYPES,
+    PROCESS_EVENTS_TASK,
     PUBLISH_LINGER_SECONDS,
     RELAY_MEDIA_TYPES,
     IngestResult,
@@ -97,6 +99,7 @@ from webhooks.services.stages import (
 
 __all__ = [
     "CONDITION_OPERATORS",
+    "DELIVER_LEAD_TASK",
     "DIGEST_KINDS",
     "EVENTS_PER_MESSAGE",
     "FIRST_PRIORITIES",
@@ -107,6 +110,7 @@ __all__ = [
     "LEAD_FIELDS",
     "MAX_DELIVERY_ATTEMPTS",
     "MAX_EVENT_ATTEMPTS",
+    "PROCESS_EVENTS_TASK",
     "PUBLISH_LINGER_SECONDS",
     "RELAY_MEDIA_TYPES",
     "SIGNATURE_TOLERANCE_SECONDS",

@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.http import parse_header_parameters
 
 from adsplatform.parsers import json_depth_exceeds, max_json_depth
+from adsplatform.task_registry import task_named
 from webhooks.metrics import WEBHOOK_EVENTS
 from webhooks.models import (
     Priority,
@@ -364,19 +365,25 @@ class _BrokerCircuit:
 broker_circuit = _BrokerCircuit()
 
 
-def _publish(task: Any, *args: Any, countdown: float | None = None, first: bool = False) -> bool:
+# The webhooks tasks' registered names (webhooks/tasks.py names them with these): services queue
+# work by name through _publish, the app's one seam to the broker, and never import the tasks.
+PROCESS_EVENTS_TASK = "webhooks.tasks.process_webhook_events"
+DELIVER_LEAD_TASK = "webhooks.tasks.deliver_lead"
+
+
+def _publish(task_name: str, *args: Any, countdown: float | None = None, first: bool = False) -> bool:
     """Publish without waiting on a broker that is down; ``first``: ahead of the default priority."""
     if broker_circuit.is_open():
         return False
     # Only when asked: an explicit priority=None would not fall back to the default, but to the top.
     options = {"priority": setting("LEAD_TASK_PRIORITY", 0)} if first else {}
     try:
-        task.apply_async(args=args, countdown=countdown, retry=False, **options)
+        task_named(task_name).apply_async(args=args, countdown=countdown, retry=False, **options)
     except Exception as exc:  # any broker failure: the row is committed and the sweeper will retry
         broker_circuit.trip()
         logger.warning(
             "broker unavailable; left for the sweeper",
-            extra={"task": task.name, "error_class": type(exc).__name__},
+            extra={"task": task_name, "error_class": type(exc).__name__},
         )
         return False
     return True
@@ -443,8 +450,6 @@ class _BackgroundPublisher:
                 self._thread.start()
 
     def _run(self) -> None:
-        from webhooks import tasks  # tasks import services
-
         while True:
             batch = [self._queue.get()]
             if self._queue.qsize() < EVENTS_PER_MESSAGE - 1:
@@ -457,7 +462,7 @@ class _BackgroundPublisher:
                 except queue.Empty:
                     break
             try:
-                _publish(tasks.process_webhook_events, batch, first=True)
+                _publish(PROCESS_EVENTS_TASK, batch, first=True)
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -475,12 +480,10 @@ def enqueue_event_processing(*, event_id: int, wait: bool = True) -> bool:
 
 def enqueue_events_processing(*, event_ids: list[int]) -> int:
     """Publish the processing of many events, ``EVENTS_PER_MESSAGE`` to a message; how many went."""
-    from webhooks import tasks
-
     published = 0
     for start in range(0, len(event_ids), EVENTS_PER_MESSAGE):
         chunk = event_ids[start : start + EVENTS_PER_MESSAGE]
-        if not _publish(tasks.process_webhook_events, chunk, first=True):
+        if not _publish(PROCESS_EVENTS_TASK, chunk, first=True):
             break  # the broker is down: the sweeper will find the rest
         published += len(chunk)
     return published
@@ -491,6 +494,4 @@ FIRST_PRIORITIES = frozenset({Priority.URGENT, Priority.HIGH})
 
 
 def enqueue_delivery(*, delivery_id: int, lead_priority: str, countdown: float | None = None) -> bool:
-    from webhooks import tasks
-
-    return _publish(tasks.deliver_lead, delivery_id, countdown=countdown, first=lead_priority in FIRST_PRIORITIES)
+    return _publish(DELIVER_LEAD_TASK, delivery_id, countdown=countdown, first=lead_priority in FIRST_PRIORITIES)
