@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.apps import apps
 from django.db.models import BigIntegerField, Count, DecimalField, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -297,39 +296,3 @@ def platform_call_stats(*, since: datetime) -> list[PlatformCallStats]:
         .order_by("platform")
     )
     return [PlatformCallStats(row["platform"], row["calls"], row["failures"]) for row in rows]
-
-
-@dataclass(frozen=True)
-class WebhookDelays:
-    oldest_unprocessed_event_seconds: float
-    oldest_unprocessed_event_id: int | None
-    worst_lead_lag_seconds: float
-    worst_lead_id: int | None
-
-
-def webhook_delays(*, now: datetime, window: timedelta) -> WebhookDelays:
-    """The oldest webhook event still waiting, and the slowest lead of the window (or still waiting).
-
-    Read through the app registry: the webhooks app sits beside this one, and alerts need only
-    its timestamps, not its code.
-    """
-    if not apps.is_installed("webhooks"):
-        return WebhookDelays(0.0, None, 0.0, None)
-    event_model = apps.get_model("webhooks", "WebhookEvent")
-    lead_model = apps.get_model("webhooks", "Lead")
-    oldest = (
-        event_model.objects.filter(status="received").order_by("received_at").values_list("id", "received_at").first()
-    )
-    event_age, event_id = ((now - oldest[1]).total_seconds(), oldest[0]) if oldest else (0.0, None)
-
-    worst_lag, worst_lead = 0.0, None
-    leads = lead_model.objects.filter(
-        Q(processed_at__gte=now - window) | Q(processed_at__isnull=True, received_at__gte=now - timedelta(days=1))
-    ).values_list("id", "submitted_at", "received_at", "processed_at")
-    for lead_id, submitted_at, received_at, processed_at in leads:
-        started = submitted_at or received_at
-        # A sender's clock may run ahead of ours; a negative lag is no lag.
-        lag = max(((processed_at or now) - started).total_seconds(), 0.0)
-        if lag > worst_lag:
-            worst_lag, worst_lead = lag, lead_id
-    return WebhookDelays(event_age, event_id, worst_lag, worst_lead)
