@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from decimal import Decimal
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
@@ -37,23 +36,13 @@ from campaigns.models import (
     DailyMetric,
     SyncRun,
 )
-from platforms.base import PlatformError, minor_unit_micros
+from platforms.base import PlatformError, format_money
 
 SPARKLINE_DAYS = 30
 # The templates below render charts through the project's template tags (adsplatform), so this
 # app imports nothing from the floor above it.
 SPARKLINE_TEMPLATE = "admin/campaigns/campaign/spend_sparkline.html"
 PACING_TEMPLATE = "admin/campaigns/campaign/budget_pacing.html"
-
-
-def money(micros: int | Decimal | None, currency: str = "") -> str:
-    """An amount in the account's currency with its own decimals (JPY none, USD two, KWD three):
-    the rule of optimization.changes.format_money, kept here because this app sits below it."""
-    if micros is None:
-        return "—"
-    unit = minor_unit_micros(currency) if currency else 10_000
-    places = 0 if unit >= 1_000_000 else (3 if unit == 1_000 else 2)
-    return f"{Decimal(micros) / 1_000_000:,.{places}f} {currency}".strip()
 
 
 def budget_text(obj: Campaign | AdGroup) -> str:
@@ -64,9 +53,9 @@ def budget_text(obj: Campaign | AdGroup) -> str:
     lifetime = obj.budget_micros if isinstance(obj, Campaign) else obj.lifetime_budget_micros
     if obj.daily_budget_micros is not None:
         shared = " (shared)" if isinstance(obj, Campaign) and obj.budget_is_shared else ""
-        return f"{money(obj.daily_budget_micros, currency)} / day{shared}"
+        return f"{format_money(obj.daily_budget_micros, currency)} / day{shared}"
     if lifetime is not None:
-        return f"{money(lifetime, currency)} lifetime"
+        return f"{format_money(lifetime, currency)} lifetime"
     if isinstance(obj, AdGroup):
         return "on its campaign" if obj.platform == "meta" else "on its campaign (ad groups have none)"
     return "—"
@@ -208,11 +197,11 @@ class DailyMetricInline(ReadOnlyInline):
 
     @admin.display(description="Cost")
     def cost(self, row) -> str:
-        return money(row.cost_micros, self._currency(row))
+        return format_money(row.cost_micros, self._currency(row))
 
     @admin.display(description="Conversion value")
     def conversion_value(self, row) -> str:
-        return money(row.conversion_value_micros, self._currency(row))
+        return format_money(row.conversion_value_micros, self._currency(row))
 
     def _currency(self, row) -> str:
         return row.campaign.account.currency_code
@@ -299,7 +288,7 @@ class AdGroupInline(ReadOnlyInline):
 
     @admin.display(description="Spend 7d")
     def spend_7d(self, obj: AdGroup) -> str:
-        return money(getattr(obj, "spend_7", None), obj.account.currency_code)
+        return format_money(getattr(obj, "spend_7", None), obj.account.currency_code)
 
 
 # Shown on a campaign's page: every field the platform owns, read-only, money in its currency.
@@ -360,7 +349,7 @@ class CampaignAdmin(AccountScopedAdmin):
         currency = obj.account.currency_code
         label = (
             f"{obj.name}: spend per day over the last {SPARKLINE_DAYS} days, "
-            f"{money(sum(series), currency)} in total, {money(series[-1], currency)} today"
+            f"{format_money(sum(series), currency)} in total, {format_money(series[-1], currency)} today"
         )
         return render_to_string(SPARKLINE_TEMPLATE, {"values": series, "label": label, "chart_id": f"spark-{obj.pk}"})
 
@@ -387,13 +376,13 @@ class CampaignAdmin(AccountScopedAdmin):
                 "campaign": obj,
                 "today": today,
                 "daily_budget": budget_text(obj),
-                "spend_today": money(spend.get(today, 0), currency),
+                "spend_today": format_money(spend.get(today, 0), currency),
                 "spend_today_share": _share(spend.get(today, 0), obj.daily_budget_micros),
-                "spend_month": money(month_spend, currency),
-                "allowance": money(allowance, currency),
+                "spend_month": format_money(month_spend, currency),
+                "allowance": format_money(allowance, currency),
                 "spend_month_share": _share(month_spend, allowance),
                 "series": series,
-                "series_label": f"Spend per day over the last {SPARKLINE_DAYS} days: {money(sum(series), currency)}",
+                "series_label": f"Spend per day over the last {SPARKLINE_DAYS} days: {format_money(sum(series), currency)}",
             },
         )
 
@@ -414,20 +403,20 @@ class CampaignAdmin(AccountScopedAdmin):
         if obj.budget_micros is None:
             return "—"
         currency = obj.account.currency_code
-        parts = [money(obj.budget_micros, currency)]
+        parts = [format_money(obj.budget_micros, currency)]
         if obj.budget_remaining_micros is not None:
-            parts.append(f"{money(obj.budget_remaining_micros, currency)} left")
+            parts.append(f"{format_money(obj.budget_remaining_micros, currency)} left")
         if obj.end_time:
             parts.append(f"ends {timezone.localtime(obj.end_time):%Y-%m-%d %H:%M}")
         return " · ".join(parts)
 
     @admin.display(description="Spend 7d", ordering="spend_7")
     def spend_7d(self, obj: Campaign) -> str:
-        return money(obj.spend_7, obj.account.currency_code)
+        return format_money(obj.spend_7, obj.account.currency_code)
 
     @admin.display(description="Spend 30d", ordering="spend_30")
     def spend_30d(self, obj: Campaign) -> str:
-        return money(obj.spend_30, obj.account.currency_code)
+        return format_money(obj.spend_30, obj.account.currency_code)
 
 
 class AdGroupCampaignFilter(admin.SimpleListFilter):
@@ -512,16 +501,16 @@ class AdGroupAdmin(AccountScopedAdmin):
         if obj.lifetime_budget_micros is None:
             return "—"
         currency = obj.account.currency_code
-        parts = [money(obj.lifetime_budget_micros, currency)]
+        parts = [format_money(obj.lifetime_budget_micros, currency)]
         if obj.budget_remaining_micros is not None:
-            parts.append(f"{money(obj.budget_remaining_micros, currency)} left")
+            parts.append(f"{format_money(obj.budget_remaining_micros, currency)} left")
         if obj.end_time:
             parts.append(f"ends {timezone.localtime(obj.end_time):%Y-%m-%d %H:%M}")
         return " · ".join(parts)
 
     @admin.display(description="Spend 7d", ordering="spend_7")
     def spend_7d(self, obj: AdGroup) -> str:
-        return money(getattr(obj, "spend_7", None), obj.account.currency_code)
+        return format_money(getattr(obj, "spend_7", None), obj.account.currency_code)
 
 
 @admin.register(DailyMetric)
@@ -542,11 +531,11 @@ class DailyMetricAdmin(AccountScopedAdmin):
 
     @admin.display(description="Cost", ordering="cost_micros")
     def cost(self, row: DailyMetric) -> str:
-        return money(row.cost_micros, row.campaign.account.currency_code)
+        return format_money(row.cost_micros, row.campaign.account.currency_code)
 
     @admin.display(description="Conversion value", ordering="conversion_value_micros")
     def conversion_value(self, row: DailyMetric) -> str:
-        return money(row.conversion_value_micros, row.campaign.account.currency_code)
+        return format_money(row.conversion_value_micros, row.campaign.account.currency_code)
 
 
 def _share(part: int, whole: int | None) -> str:

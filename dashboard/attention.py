@@ -18,10 +18,10 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from adsplatform import worker_liveness
-from dashboard.money import format_money
 from dashboard.queries import _open_alerts, optional_model
 from optimization.alerts import tunable as alert_tunable
 from optimization.conf import setting as alert_setting
+from platforms.base import format_money
 
 ALERT_LIST_LIMIT = 20
 STUCK_LIST_LIMIT = 10

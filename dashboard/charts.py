@@ -12,7 +12,7 @@ from campaigns.models import Platform
 from conversions.models import Conversion
 from dashboard import svg
 from dashboard.data import NO_DATA, PACING_FAR_OVER, PACING_ON, PACING_OVER, PACING_UNDER, Dashboard
-from dashboard.money import MICROS, format_money
+from platforms.base import MICROS_PER_UNIT, format_money
 from webhooks.models import Priority
 
 
@@ -43,7 +43,7 @@ def _money_value(currency: str):
 
 def _money_tick(micros: float, step_micros: float) -> str:
     # The axis is in micros; its labels in units, as precise as the step (2.5k, 0.25).
-    return svg.format_tick(micros / MICROS, step_micros / MICROS, compact=True)
+    return svg.format_tick(micros / MICROS_PER_UNIT, step_micros / MICROS_PER_UNIT, compact=True)
 
 
 def _percent_tick(value: float, step: float) -> str:

@@ -19,7 +19,6 @@ from conversions.models import Conversion
 from conversions.selectors import FINAL_STATUSES
 from dashboard.attention import Attention, dashboard_attention
 from dashboard.filters import DashboardFilters
-from dashboard.money import format_money
 from dashboard.queries import (
     METRICS_CACHE_SECONDS,
     OUTCOMES_CACHE_SECONDS,
@@ -31,6 +30,7 @@ from dashboard.queries import (
     metrics_by_account_and_day,
     open_alerts_by_severity,
 )
+from platforms.base import format_money
 from webhooks.models import Priority
 from webhooks.selectors import routing_gaps
 

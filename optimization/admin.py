@@ -24,11 +24,7 @@ from campaigns.models import Campaign
 from optimization import admin_changes, changes, optimizer, selectors, services
 from optimization.admin_forms import OptimizerRunForm, UnitsAsMicrosField
 from optimization.models import AccountBudgetSettings, Alert, GuardrailChange, OptimizationRun
-
-
-def _money(micros: int | None, currency: str) -> str:
-    return changes.format_money(micros, currency)
-
+from platforms.base import format_money
 
 # --- The optimizer, run from admin ----------------------------------------------------------------
 
@@ -71,7 +67,7 @@ def partial_batches(selected: list[OptimizationRun]) -> list[dict]:
                     "selected": len(runs),
                     "open": len(open_ids),
                     "open_ids": sorted(open_ids),
-                    "net": _money(net, currency),
+                    "net": format_money(net, currency),
                     "net_micros": net,
                     "runs": runs,
                 }
@@ -174,7 +170,7 @@ class OptimizationRunAdmin(AccountScopedAdmin):
             return f"{obj.old_status or '—'} → {obj.new_status}"
         if not obj.old_budget_micros:
             return "—"
-        amount = _money(obj.change_micros, obj.campaign.account.currency_code)
+        amount = format_money(obj.change_micros, obj.campaign.account.currency_code)
         sign = "+" if obj.change_micros > 0 else ""
         return f"{sign}{amount} ({Decimal(obj.change_micros) / obj.old_budget_micros * 100:+.1f}%)"
 
@@ -185,9 +181,9 @@ class OptimizationRunAdmin(AccountScopedAdmin):
             {
                 "account": row.account_name,
                 "proposals": row.proposals,
-                "current": _money(row.current_micros, row.currency_code),
-                "proposed": _money(row.proposed_micros, row.currency_code),
-                "change": _money(row.change_micros, row.currency_code),
+                "current": format_money(row.current_micros, row.currency_code),
+                "proposed": format_money(row.proposed_micros, row.currency_code),
+                "change": format_money(row.change_micros, row.currency_code),
             }
             for row in selectors.proposal_impact_by_account(account_ids=access.visible_account_ids(request.user))
         ]
@@ -265,17 +261,17 @@ class OptimizationRunAdmin(AccountScopedAdmin):
                 {
                     "campaign": names.get(str(p.campaign_id), p.campaign_id),
                     "kind": p.kind,
-                    "old": _money(p.old_budget_micros, currency),
-                    "new": _money(p.new_budget_micros, currency),
-                    "change": ("+" if p.change_micros > 0 else "") + _money(p.change_micros, currency),
+                    "old": format_money(p.old_budget_micros, currency),
+                    "new": format_money(p.new_budget_micros, currency),
+                    "change": ("+" if p.change_micros > 0 else "") + format_money(p.change_micros, currency),
                     "reason": p.reason,
                 }
                 for p in proposals
             ],
             "left_alone": [(campaign.name, why) for campaign, why in left_alone],
-            "current": _money(current, currency),
-            "proposed": _money(proposed, currency),
-            "net": _money(proposed - current, currency),
+            "current": format_money(current, currency),
+            "proposed": format_money(proposed, currency),
+            "net": format_money(proposed - current, currency),
             "total_unchanged": bool(proposals) and proposed == current,
             "auto_apply": bool(budget_settings and budget_settings.auto_apply),
             "open_proposals": OptimizationRun.objects.filter(
@@ -375,16 +371,16 @@ class AccountBudgetSettingsAdmin(AccountScopedAdmin):
 
     @admin.display(description="Campaign cap/day")
     def max_cap(self, obj: AccountBudgetSettings) -> str:
-        return _money(obj.max_campaign_daily_budget_micros, obj.account.currency_code)
+        return format_money(obj.max_campaign_daily_budget_micros, obj.account.currency_code)
 
     @admin.display(description="Monthly cap")
     def monthly_cap(self, obj: AccountBudgetSettings) -> str:
-        return _money(obj.monthly_budget_micros, obj.account.currency_code)
+        return format_money(obj.monthly_budget_micros, obj.account.currency_code)
 
     @admin.display(description="Target")
     def target(self, obj: AccountBudgetSettings) -> str:
         if obj.target_cpa_micros:
-            return f"CPA {_money(obj.target_cpa_micros, obj.account.currency_code)}"
+            return f"CPA {format_money(obj.target_cpa_micros, obj.account.currency_code)}"
         if obj.target_roas:
             return f"ROAS {obj.target_roas.normalize()}"
         return "—"
@@ -417,7 +413,7 @@ class GuardrailChangeAdmin(AccountScopedAdmin):
     def _shown(obj: GuardrailChange, value: str) -> str:
         # Amounts are kept as micros in the trail; people read them in the account's currency.
         if obj.field.endswith("_micros") and value.lstrip("-").isdigit():
-            return _money(int(value), obj.account.currency_code)
+            return format_money(int(value), obj.account.currency_code)
         return value or "—"
 
 

@@ -37,6 +37,7 @@ from optimization import changes, selectors
 from optimization.admin_forms import BudgetChangeForm, BulkStatusForm, StatusChangeForm
 from optimization.conf import setting
 from optimization.models import AccountBudgetSettings, OptimizationRun
+from platforms.base import format_money
 
 # Button labels name the platform that answers ("Check with Google", "Check with Meta").
 CHECK_WITH = {"google": "Google", "meta": "Meta"}
@@ -46,7 +47,8 @@ BULK_LIMIT = 100
 
 
 def money(micros: int | None, obj: Campaign | AdGroup) -> str:
-    return changes.format_money(micros, obj.account.currency_code)
+    """In the currency of the object's account."""
+    return format_money(micros, obj.account.currency_code)
 
 
 def noun(obj: Campaign | AdGroup) -> str:
@@ -150,8 +152,8 @@ def describe_run(run: OptimizationRun, currency: str) -> dict[str, str]:
     what = f"{run.get_budget_period_display().lower() or 'daily'} budget"
     return {
         "what": what,
-        "old": changes.format_money(run.old_budget_micros, currency),
-        "new": changes.format_money(run.new_budget_micros, currency),
+        "old": format_money(run.old_budget_micros, currency),
+        "new": format_money(run.new_budget_micros, currency),
     }
 
 

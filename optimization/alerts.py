@@ -48,10 +48,11 @@ from django.utils import timezone
 from campaigns.models import AdAccount
 from campaigns.services import account_today
 from optimization import enqueue, selectors
-from optimization.changes import PLATFORM_NAMES, format_money
+from optimization.changes import PLATFORM_NAMES
 from optimization.conf import setting
 from optimization.models import Alert, AlertNotification, AlertSettings, ProcessHeartbeat
 from optimization.services import platform_calls_prune
+from platforms.base import format_money
 from webhooks import selectors as webhook_selectors
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,15 @@ from campaigns.services import campaign_cache_invalidate
 from optimization import enqueue, selectors
 from optimization.conf import setting
 from optimization.models import OptimizationRun
-from platforms.base import BudgetUpdate, ChangeTarget, PlatformError, StatusUpdate, TransientError, minor_unit_micros
+from platforms.base import (
+    BudgetUpdate,
+    ChangeTarget,
+    PlatformError,
+    StatusUpdate,
+    TransientError,
+    format_money,
+    minor_unit_micros,
+)
 from platforms.budget_rules import minimum_daily_budget_micros
 from platforms.registry import platform_for_account
 
@@ -46,14 +54,6 @@ Period = OptimizationRun.BudgetPeriod
 
 class BudgetPlatformUnavailable(Exception):
     """The platform could not be read before a change; nothing was changed, try again later."""
-
-
-def format_money(micros: int | Decimal | None, currency_code: str) -> str:
-    if micros is None:
-        return "—"
-    unit = minor_unit_micros(currency_code)
-    places = 0 if unit >= 1_000_000 else (3 if unit == 1_000 else 2)
-    return f"{Decimal(micros) / 1_000_000:,.{places}f} {currency_code}"
 
 
 def actor_name(actor: Any) -> str:

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from platforms.base import format_money
+
 REALLOCATION = "reallocation"
 PACING = "pacing"
 
@@ -146,7 +148,7 @@ def left_alone(
         if why is None and not spends_its_budget(campaign, snapshot, guardrails):
             average = Decimal(campaign.cost_micros) / snapshot.lookback_days
             why = (
-                f"spends {_money(average, snapshot)}/day of its {_money(campaign.daily_budget_micros, snapshot)} "
+                f"spends {format_money(average, snapshot.currency_code)}/day of its {format_money(campaign.daily_budget_micros, snapshot.currency_code)} "
                 f"budget: not cut, a cut would save nothing"
             )
         found.append((campaign, why or "on target, or no room within the guardrails"))
@@ -177,9 +179,9 @@ def propose_reallocation(snapshot: AccountSnapshot, guardrails: Guardrails) -> l
             worse_by = 1 - target / cpa if cpa > target else Decimal(0)
             better = cpa < target
             performance[campaign.campaign_id] = (
-                f"CPA {_money(cpa, snapshot)} over {snapshot.lookback_days} days "
-                f"({_money(campaign.cost_micros, snapshot)} / {_number(campaign.conversions)} conversions) "
-                f"vs target {_money(target, snapshot)}"
+                f"CPA {format_money(cpa, snapshot.currency_code)} over {snapshot.lookback_days} days "
+                f"({format_money(campaign.cost_micros, snapshot.currency_code)} / {_number(campaign.conversions)} conversions) "
+                f"vs target {format_money(target, snapshot.currency_code)}"
             )
         else:
             roas = Decimal(campaign.conversion_value_micros) / campaign.cost_micros if campaign.cost_micros else None
@@ -190,8 +192,8 @@ def propose_reallocation(snapshot: AccountSnapshot, guardrails: Guardrails) -> l
             better = roas > target
             performance[campaign.campaign_id] = (
                 f"ROAS {_number(roas)} over {snapshot.lookback_days} days "
-                f"({_money(campaign.conversion_value_micros, snapshot)} value / "
-                f"{_money(campaign.cost_micros, snapshot)} cost) vs target {_number(target)}"
+                f"({format_money(campaign.conversion_value_micros, snapshot.currency_code)} value / "
+                f"{format_money(campaign.cost_micros, snapshot.currency_code)} cost) vs target {_number(target)}"
             )
         if worse_by > 0:
             if not spends_its_budget(campaign, snapshot, guardrails):
@@ -215,7 +217,7 @@ def propose_reallocation(snapshot: AccountSnapshot, guardrails: Guardrails) -> l
     takes = _apportion(moved, cut_units)
     gives = _apportion(moved, room_units)
     budgets = {c.campaign_id: c.daily_budget_micros for c in snapshot.campaigns}
-    moved_text = _money(moved * unit, snapshot)
+    moved_text = format_money(moved * unit, snapshot.currency_code)
     proposals = []
     for campaign_id, units in sorted(takes.items()):
         if units:
@@ -228,7 +230,7 @@ def propose_reallocation(snapshot: AccountSnapshot, guardrails: Guardrails) -> l
                     old,
                     new,
                     f"{performance[campaign_id]}: worse than target, so "
-                    f"{_money(old, snapshot)} → {_money(new, snapshot)}/day ({_pct(new, old)}); "
+                    f"{format_money(old, snapshot.currency_code)} → {format_money(new, snapshot.currency_code)}/day ({_pct(new, old)}); "
                     f"{moved_text}/day in all moves to campaigns better than target, total unchanged.",
                 )
             )
@@ -243,7 +245,7 @@ def propose_reallocation(snapshot: AccountSnapshot, guardrails: Guardrails) -> l
                     old,
                     new,
                     f"{performance[campaign_id]}: better than target, so "
-                    f"{_money(old, snapshot)} → {_money(new, snapshot)}/day ({_pct(new, old)}); "
+                    f"{format_money(old, snapshot.currency_code)} → {format_money(new, snapshot.currency_code)}/day ({_pct(new, old)}); "
                     f"receives part of the {moved_text}/day taken from campaigns worse than target.",
                 )
             )
@@ -306,10 +308,10 @@ def propose_pacing(snapshot: AccountSnapshot, guardrails: Guardrails) -> list[Pr
         return []
     state = "over" if ratio > 1 else "under"
     situation = (
-        f"Month-to-date spend {_money(spent, snapshot)} after {elapsed_days} of {days_in_month} days is "
-        f"{_pct_ratio(ratio)} of the {_money(expected, snapshot)} expected for the "
-        f"{_money(cap, snapshot)} monthly cap ({state}spending beyond the ±{_pct_share(band)} band); "
-        f"landing on the cap needs {_money(needed_daily, snapshot)}/day for the remaining {days_left} days"
+        f"Month-to-date spend {format_money(spent, snapshot.currency_code)} after {elapsed_days} of {days_in_month} days is "
+        f"{_pct_ratio(ratio)} of the {format_money(expected, snapshot.currency_code)} expected for the "
+        f"{format_money(cap, snapshot.currency_code)} monthly cap ({state}spending beyond the ±{_pct_share(band)} band); "
+        f"landing on the cap needs {format_money(needed_daily, snapshot.currency_code)}/day for the remaining {days_left} days"
     )
     proposals = []
     for campaign in eligible:
@@ -336,7 +338,7 @@ def propose_pacing(snapshot: AccountSnapshot, guardrails: Guardrails) -> list[Pr
                 new,
                 f"{situation}; scaling budgets by {_number(factor)}"
                 f"{limited if factor != wanted_factor else ''}: "
-                f"{_money(old, snapshot)} → {_money(new, snapshot)}/day.",
+                f"{format_money(old, snapshot.currency_code)} → {format_money(new, snapshot.currency_code)}/day.",
             )
         )
     return proposals
@@ -371,12 +373,6 @@ def _apportion(total: int, weights: dict[str, int]) -> dict[str, int]:
             shares[key] += 1
             left -= 1
     return shares
-
-
-def _money(micros: Decimal | int, snapshot: AccountSnapshot) -> str:
-    places = 0 if snapshot.minor_unit_micros >= 1_000_000 else (3 if snapshot.minor_unit_micros == 1000 else 2)
-    amount = Decimal(micros) / 1_000_000
-    return f"{amount:,.{places}f} {snapshot.currency_code}"
 
 
 def _number(value: Decimal) -> str:

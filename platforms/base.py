@@ -56,6 +56,17 @@ def minor_unit_micros(currency_code: str) -> int:
     return MICROS_PER_UNIT // 100
 
 
+def format_money(micros: int | Decimal | float | None, currency_code: str) -> str:
+    """An amount in its currency's own precision, code after it: "1,234.50 USD", "1,235 JPY",
+    "12.345 KWD"; "—" for none. Without a currency: two decimals and no code. The platform's one
+    money formatter (admin, dashboard, alerts and the optimizer's reasons all use it)."""
+    if micros is None:
+        return "—"
+    unit = minor_unit_micros(currency_code) if currency_code else MICROS_PER_UNIT // 100
+    places = 0 if unit >= MICROS_PER_UNIT else (3 if unit == MICROS_PER_UNIT // 1000 else 2)
+    return f"{Decimal(micros) / MICROS_PER_UNIT:,.{places}f} {currency_code}".strip()
+
+
 def minor_to_micros(amount_minor: int | str, currency_code: str) -> int:
     return int(amount_minor) * minor_unit_micros(currency_code)
 

@@ -16,8 +16,8 @@ from django.utils.safestring import SafeString
 
 from dashboard import svg
 from dashboard.context import dashboard_context
-from dashboard.money import format_money
 from dashboard.queries import optional_model
+from platforms.base import format_money
 
 register = template.Library()
 
