@@ -320,7 +320,11 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
     )
     run.error_class = run.error_message = ""
     run.save()
-    AdAccount.objects.filter(pk=account.pk).update(last_synced_at=finished, **_data_from_extended_to(run.date_from))
+    # A sync that succeeded proves the credentials and configuration work again: the flag that
+    # paused the scheduled syncs (set on an auth or configuration failure) is cleared with it.
+    AdAccount.objects.filter(pk=account.pk).update(
+        last_synced_at=finished, needs_attention=False, attention_reason="", **_data_from_extended_to(run.date_from)
+    )
     transaction.on_commit(campaign_cache_invalidate)
     logger.info(
         "sync finished",

@@ -149,6 +149,12 @@ def test_auth_fault_flags_the_account_and_is_not_retried(accounts, sandbox):
     assert run.status == "failed" and run.error_class == "AuthError"
     assert account.needs_attention and "AuthError" in account.attention_reason
     assert account not in services.due_accounts(now=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+    # Fixed at the platform: a manual sync succeeds and lifts the flag, so scheduled syncs resume.
+    sandbox.meta.state.faults.reset()
+    again = services.campaign_sync(run=services.sync_run_create(account=account, trigger="manual", enqueue=False))
+    account.refresh_from_db()
+    assert again.status == "succeeded" and not account.needs_attention and account.attention_reason == ""
+    assert account in services.due_accounts(now=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
 
 
 def test_a_failed_run_leaves_the_last_good_data(accounts, sandbox):
