@@ -179,3 +179,25 @@ def test_one_sync_per_account_at_a_time(accounts):
         services.campaign_sync(run=second)
     second.refresh_from_db()
     assert second.status == "skipped"
+
+
+def test_sync_by_hand_waits_out_a_rate_limit_and_gives_up_cleanly(accounts, sandbox):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    account = next(a for (p, _), a in accounts.items() if p == "google")
+    sandbox.google.state.faults.quota = 1.0
+    sandbox.google.state.faults.quota_retry_seconds = 1
+    out = StringIO()
+    with pytest.raises(CommandError, match="1 of 1 syncs failed"):
+        call_command("sync_accounts", "--account", str(account.pk), stdout=out, stderr=StringIO())
+    assert out.getvalue().count("trying again in 1s") == 3
+    # Given up for good, not left queued for a worker to finish behind the operator's back.
+    run = SyncRun.objects.get(account=account)
+    assert run.status == "failed" and run.next_attempt_at is None and services.stale_queued_runs() == []
+
+    # Once the limit is lifted, the same command succeeds.
+    sandbox.google.state.faults.quota = 0.0
+    call_command("sync_accounts", "--account", str(account.pk), stdout=StringIO())
+    assert SyncRun.objects.filter(account=account).latest("pk").status == "succeeded"

@@ -9,7 +9,13 @@ from django.core.management.base import BaseCommand, CommandError
 
 from campaigns import services
 from campaigns.models import AdAccount, SyncRun
-from platforms.base import PlatformError
+from platforms.base import PlatformError, RateLimitedError, TransientError
+
+# A sync by hand waits out a rate limit or an outage itself, as the worker's task would, this
+# many times and at most this long each time; after that the run is given up (not left queued
+# for a worker to finish behind the operator's back).
+RETRIES = 3
+MAX_WAIT_SECONDS = 300
 
 
 class Command(BaseCommand):
@@ -36,7 +42,7 @@ class Command(BaseCommand):
                 self.stdout.flush()
 
             try:
-                services.campaign_sync(run=run, progress=show)
+                self._sync_with_retries(run, show)
             except (PlatformError, services.SyncAlreadyRunning) as exc:
                 failures += 1
                 self.stdout.write("")
@@ -50,3 +56,21 @@ class Command(BaseCommand):
             )
         if failures:
             raise CommandError(f"{failures} of {len(accounts)} syncs failed; see the sync runs in admin.")
+
+    def _sync_with_retries(self, run: SyncRun, show) -> None:
+        for attempt in range(RETRIES + 1):
+            try:
+                services.campaign_sync(run=run, progress=show)
+                return
+            except TransientError as exc:
+                if attempt == RETRIES:
+                    services.sync_run_give_up(run=run)
+                    raise
+                wait = min(
+                    exc.retry_after_seconds if isinstance(exc, RateLimitedError) else 2 ** (attempt + 2),
+                    MAX_WAIT_SECONDS,
+                )
+                self.stdout.write("")
+                self.stdout.write(self.style.WARNING(f"  {type(exc).__name__}: {exc}; trying again in {wait:.0f}s"))
+                time.sleep(wait)
+                run.refresh_from_db()
