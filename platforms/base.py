@@ -115,11 +115,15 @@ class TransientError(PlatformError):
 
 
 class RateLimitedError(TransientError):
-    """Quota or rate limit reached: retry after ``retry_after_seconds``, not sooner."""
+    """Quota or rate limit reached: retry after ``retry_after_seconds``, not sooner.
 
-    def __init__(self, message: str, *, retry_after_seconds: float, **kwargs: Any) -> None:
+    ``sent`` is False when the adapter held the call back itself (a pause the platform announced
+    is still running): nothing reached the platform, so no attempt was spent."""
+
+    def __init__(self, message: str, *, retry_after_seconds: float, sent: bool = True, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after_seconds = retry_after_seconds
+        self.sent = sent
 
 
 class AuthError(PlatformError):

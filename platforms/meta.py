@@ -323,6 +323,7 @@ class UsageThrottle:
             raise RateLimitedError(
                 f"Meta asked to pause calls; {remaining:.0f} s left (not sent)",
                 retry_after_seconds=remaining,
+                sent=False,
                 platform=PLATFORM,
                 code="throttled",
             )

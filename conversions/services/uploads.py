@@ -307,7 +307,8 @@ def _upload_batch(rows: list[Conversion], summary: UploadSummary) -> str:
     try:
         result = adapter.upload_conversions(first.account, items, destination_id=destination)
     except RateLimitedError as exc:
-        _retry_later(rows, claimed_at, str(exc), summary, retry_after=exc.retry_after_seconds)
+        # Held back by the adapter (nothing sent): the rows wait without spending an attempt.
+        _retry_later(rows, claimed_at, str(exc), summary, retry_after=exc.retry_after_seconds, count_attempt=exc.sent)
         return "retry"
     except TransientError as exc:
         _retry_later(rows, claimed_at, str(exc), summary)

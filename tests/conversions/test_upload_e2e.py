@@ -376,3 +376,23 @@ def test_reclaim_and_expiry_use_the_same_clock(actions):
     now = datetime.now(UTC)
     assert services.conversions_reclaim_stale_claims(now=now) == 0
     assert services.conversions_expire_stale(now=now) == 0
+
+
+def test_a_meta_upload_held_back_by_the_usage_pause_spends_no_attempt(service_client, actions, sandbox):
+    from platforms.registry import reset_platforms
+
+    sandbox.meta.state.usage_pct, sandbox.meta.state.regain_minutes = 100, 2
+    try:
+        service_client.post(META_URL, meta_event(), format="json")
+        services.conversions_upload_pending()  # sent; Meta's answer says usage is full for 2 minutes
+        assert Conversion.objects.get().status == Conversion.Status.UPLOADED
+        service_client.post(META_URL, meta_event(), format="json")
+        requests_before = len(sandbox.meta.state.requests)
+        services.conversions_upload_pending()  # held back by the adapter: not sent
+        waiting = Conversion.objects.get(status=Conversion.Status.PENDING)
+        assert len(sandbox.meta.state.requests) == requests_before
+        assert waiting.attempts == 0 and "not sent" in waiting.last_error
+        assert waiting.next_attempt_at > timezone.now() + timedelta(seconds=100)  # the pause Meta announced
+    finally:
+        sandbox.meta.state.usage_pct, sandbox.meta.state.regain_minutes = 0, 0
+        reset_platforms()  # forget the adapter's pause for the next tests
