@@ -381,6 +381,7 @@ def test_reclaim_and_expiry_use_the_same_clock(actions):
 def test_a_meta_upload_held_back_by_the_usage_pause_spends_no_attempt(service_client, actions, sandbox):
     from platforms.registry import reset_platforms
 
+    before = sandbox.meta.state.usage_pct, sandbox.meta.state.regain_minutes
     sandbox.meta.state.usage_pct, sandbox.meta.state.regain_minutes = 100, 2
     try:
         service_client.post(META_URL, meta_event(), format="json")
@@ -394,5 +395,5 @@ def test_a_meta_upload_held_back_by_the_usage_pause_spends_no_attempt(service_cl
         assert waiting.attempts == 0 and "not sent" in waiting.last_error
         assert waiting.next_attempt_at > timezone.now() + timedelta(seconds=100)  # the pause Meta announced
     finally:
-        sandbox.meta.state.usage_pct, sandbox.meta.state.regain_minutes = 0, 0
+        sandbox.meta.state.usage_pct, sandbox.meta.state.regain_minutes = before
         reset_platforms()  # forget the adapter's pause for the next tests
