@@ -40,6 +40,12 @@ BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # With the sandbox on: its accounts, when the start-up discovery could not reach it.
+    "campaigns-discover-sandbox-accounts": {
+        "task": "campaigns.discover_sandbox_accounts",
+        "schedule": 120.0,
+        "options": {"expires": 115},
+    },
     # Every connection's credentials; Meta user tokens exchanged again before they expire.
     "connections-check": {
         "task": "connections.check_connections",

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from campaigns import backfill, enqueue, services
+from campaigns import bootstrap as sandbox_bootstrap
 from campaigns.models import SyncRun
 from platforms.base import RateLimitedError, TransientError
 
@@ -65,3 +66,9 @@ def sync_due_accounts() -> int:
 def backfill_accounts() -> int:
     """Beat, every minute: queue the next first-backfill chunk of the accounts still short of it."""
     return backfill.backfill_enqueue_due()
+
+
+@shared_task(name="campaigns.discover_sandbox_accounts")
+def discover_sandbox_accounts() -> int:
+    """Beat, every 2 minutes: with the sandbox on, discover platforms that have no account yet."""
+    return sandbox_bootstrap.discover_missing_sandbox_accounts()

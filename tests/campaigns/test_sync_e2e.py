@@ -60,6 +60,22 @@ def test_discovery_finds_both_platforms(accounts):
     assert meta.currency_code == "EUR" and meta.time_zone == "Europe/Berlin"
 
 
+def test_beat_discovers_the_sandbox_accounts_start_up_could_not_reach(sandbox, settings):
+    settings.ADS_SANDBOX = True
+    entry = celery_app.conf.beat_schedule["campaigns-discover-sandbox-accounts"]
+    # Start-up found nothing (the sandbox was not up yet): beat's next run finds both platforms.
+    assert not AdAccount.objects.exists()
+    assert celery_app.tasks[entry["task"]].apply().get() == 3
+    assert sorted(AdAccount.objects.values_list("platform", flat=True)) == ["google", "google", "meta"]
+    # Once every platform has its accounts, the job asks the platforms nothing more.
+    requests_before = len(sandbox.meta.state.requests)
+    assert celery_app.tasks[entry["task"]].apply().get() == 0
+    assert len(sandbox.meta.state.requests) == requests_before
+    settings.ADS_SANDBOX = False  # real credentials: accounts are the operator's choice
+    AdAccount.objects.filter(platform="meta").delete()
+    assert celery_app.tasks[entry["task"]].apply().get() == 0
+
+
 def test_beat_schedule_syncs_every_due_account(accounts, eager_tasks):
     entry = celery_app.conf.beat_schedule["campaigns-sync-due-accounts"]
     assert entry["task"] == "campaigns.sync_due_accounts"
