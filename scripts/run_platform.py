@@ -40,6 +40,20 @@ def _wait_for_port(host: str, port: int, timeout: float = 30.0) -> bool:
     return False
 
 
+def _ports_in_use(ports: list[tuple[str, str, int]]) -> list[str]:
+    """The (variable, host, port) this run would listen on that something else already holds:
+    found before anything starts, so a second checkout never bootstraps against the first one's
+    sandbox and then fails on the port after the banner."""
+    taken = []
+    for variable, host, port in ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                taken.append(f"{host}:{port} ({variable})")
+    return taken
+
+
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adsplatform.settings")
     sys.path.insert(0, str(ROOT))
@@ -68,6 +82,24 @@ def main() -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         supervisor.stop_all(grace=15)
+
+    wanted = [("PORT", host, port)]
+    if settings.ADS_SANDBOX:
+        sandbox_host = settings.ADS_SANDBOX_HOST
+        wanted += [
+            ("ADS_SANDBOX_GOOGLE_PORT", sandbox_host, settings.ADS_SANDBOX_GOOGLE_PORT),
+            ("ADS_SANDBOX_META_PORT", sandbox_host, settings.ADS_SANDBOX_META_PORT),
+            ("ADS_SANDBOX_OAUTH_PORT", sandbox_host, settings.ADS_SANDBOX_OAUTH_PORT),
+        ]
+    taken = _ports_in_use(wanted)
+    if taken:
+        print(
+            f"Already in use: {', '.join(taken)}. Another `make run` (or another program) holds it; stop it, "
+            "or choose free ports, e.g. `PORT=8100 ADS_SANDBOX_GOOGLE_PORT=8581 ADS_SANDBOX_META_PORT=8582 "
+            "ADS_SANDBOX_OAUTH_PORT=8583 make run`.",
+            file=sys.stderr,
+        )
+        return 1
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
