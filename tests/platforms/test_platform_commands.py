@@ -47,3 +47,13 @@ def test_show_platforms_prints_campaigns_and_yesterdays_metrics(sandbox):
     assert "Brand - Search" in output
     assert "impr" in output and "cost" in output
     assert "EUR" in output and "USD" in output
+
+
+def test_the_sandbox_s_scale_comes_from_settings_so_make_run_can_set_it(settings):
+    from platforms.management.commands.sandbox import Command
+
+    settings.ADS_SANDBOX_CAMPAIGNS, settings.ADS_SANDBOX_DAYS = 10_000, 30
+    options = Command().create_parser("manage.py", "sandbox").parse_args([])
+    assert (options.campaigns, options.days) == (10_000, 30)
+    settings.ADS_SANDBOX_CAMPAIGNS = 0  # the demo data set
+    assert Command().create_parser("manage.py", "sandbox").parse_args(["--days", "7"]).campaigns == 0

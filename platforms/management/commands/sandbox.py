@@ -19,8 +19,17 @@ class Command(BaseCommand):
         parser.add_argument("--google-port", type=int, default=settings.ADS_SANDBOX_GOOGLE_PORT)
         parser.add_argument("--oauth-port", type=int, default=settings.ADS_SANDBOX_OAUTH_PORT)
         parser.add_argument("--meta-port", type=int, default=settings.ADS_SANDBOX_META_PORT)
-        parser.add_argument("--campaigns", type=int, default=0, help="Scale: campaigns per platform (0 = demo data).")
-        parser.add_argument("--days", type=int, default=90, help="Days of metrics the emulators report.")
+        # Defaults from settings, so `make run` (which starts `manage.py sandbox` bare) can be scaled:
+        # `ADS_SANDBOX_CAMPAIGNS=10000 make run`.
+        parser.add_argument(
+            "--campaigns",
+            type=int,
+            default=settings.ADS_SANDBOX_CAMPAIGNS,
+            help="Scale: campaigns per account (0 = demo data). Default ADS_SANDBOX_CAMPAIGNS.",
+        )
+        parser.add_argument(
+            "--days", type=int, default=settings.ADS_SANDBOX_DAYS, help="Days of metrics the emulators report."
+        )
         parser.add_argument("--google-faults", default=settings.ADS_SANDBOX_FAULTS_GOOGLE, help='e.g. "quota=0.1"')
         parser.add_argument("--meta-faults", default=settings.ADS_SANDBOX_FAULTS_META)
 
