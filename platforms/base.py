@@ -140,10 +140,15 @@ class PermanentError(PlatformError):
 class AccountRef(Protocol):
     """What an adapter needs to know about an account (campaigns.AdAccount fits)."""
 
-    external_id: str
-    currency_code: str
-    time_zone: str
-    manager_customer_id: str
+    # Read-only members: adapters only read them, so a frozen Account fits as well as a model row.
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def currency_code(self) -> str: ...
+    @property
+    def time_zone(self) -> str: ...
+    @property
+    def manager_customer_id(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from importlib import import_module
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -176,16 +176,16 @@ class _GoogleAdsApi:
         self._ad_group_client = import_module(f"{base}.services.services.ad_group_service").AdGroupServiceClient
 
     def campaign_budget_path(self, customer_id: str, budget_id: str) -> str:
-        return self._budget_client.campaign_budget_path(customer_id, budget_id)
+        return cast(str, self._budget_client.campaign_budget_path(customer_id, budget_id))
 
     def conversion_action_path(self, customer_id: str, action_id: str) -> str:
-        return self._action_client.conversion_action_path(customer_id, action_id)
+        return cast(str, self._action_client.conversion_action_path(customer_id, action_id))
 
     def campaign_path(self, customer_id: str, campaign_id: str) -> str:
-        return self._campaign_client.campaign_path(customer_id, campaign_id)
+        return cast(str, self._campaign_client.campaign_path(customer_id, campaign_id))
 
     def ad_group_path(self, customer_id: str, ad_group_id: str) -> str:
-        return self._ad_group_client.ad_group_path(customer_id, ad_group_id)
+        return cast(str, self._ad_group_client.ad_group_path(customer_id, ad_group_id))
 
 
 # --- Error mapping ------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def _retry_delay_seconds(failure: Any) -> float | None:
     for error in _raw(failure).errors:
         if error.details.HasField("quota_error_details"):
             delay = error.details.quota_error_details.retry_delay
-            seconds = delay.seconds + delay.nanos / 1e9
+            seconds: float = delay.seconds + delay.nanos / 1e9
             if seconds > 0:
                 return seconds
     return None
@@ -337,7 +337,7 @@ def _account_time(text: str, account: AccountRef) -> datetime | None:
 def _status_name(enum_class: Any, value: Any) -> str:
     """proto-plus returns enum members, raw protobuf plain ints: one spelling for both."""
     try:
-        return enum_class(value).name
+        return cast(str, enum_class(value).name)
     except ValueError:
         return "UNKNOWN"
 
@@ -351,7 +351,10 @@ def _credentials(config: GoogleAdsConfig) -> Credentials | service_account.Crede
     """
     if config.service_account_info:
         info = {**json.loads(config.service_account_info), "token_uri": config.token_uri}
-        return service_account.Credentials.from_service_account_info(info, scopes=[GOOGLE_ADS_SCOPE])
+        return cast(
+            service_account.Credentials,
+            service_account.Credentials.from_service_account_info(info, scopes=[GOOGLE_ADS_SCOPE]),
+        )
     return Credentials(
         token=None,
         refresh_token=config.refresh_token,
@@ -414,7 +417,8 @@ class GoogleAdsPlatform:
         if not self._credentials.valid:
             with self._lock:
                 if not self._credentials.valid:
-                    self._credentials.refresh(AuthRequest())
+                    # google-auth leaves refresh() unannotated on both credential classes.
+                    self._credentials.refresh(AuthRequest())  # type: ignore[no-untyped-call]
 
     @contextmanager
     def _errors(self, operation: str) -> Iterator[None]:

@@ -895,7 +895,7 @@ class MetaPlatform:
             user_data=UserData(**user_kwargs),
             custom_data=CustomData(**custom, custom_properties=extra) if custom or extra else None,
         )
-        payload = event.normalize()
+        payload: dict[str, Any] = event.normalize()
         if hashed_genders:
             user = payload.setdefault("user_data", {})
             user["ge"] = sorted(set(user.get("ge", [])) | set(hashed_genders))

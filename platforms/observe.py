@@ -101,9 +101,9 @@ class ObservedPlatform:
             return self._observe_stream(name, target)
         return self._observe_call(name, target)
 
-    def _observe_call(self, name: str, target: Callable) -> Callable:
+    def _observe_call(self, name: str, target: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(target)
-        def call(*args, **kwargs):
+        def call(*args: Any, **kwargs: Any) -> Any:
             started = time.monotonic()
             try:
                 result = target(*args, **kwargs)
@@ -115,9 +115,9 @@ class ObservedPlatform:
 
         return call
 
-    def _observe_stream(self, name: str, target: Callable) -> Callable:
+    def _observe_stream(self, name: str, target: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(target)
-        def stream(*args, **kwargs) -> Iterator:
+        def stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
             started = time.monotonic()
             try:
                 yield from target(*args, **kwargs)

@@ -345,7 +345,7 @@ def get_platform(platform: str) -> AdPlatform:
 # --- One adapter per stored connection -----------------------------------------------------------
 
 _connection_lock = threading.Lock()
-_connection_adapters: dict[int, tuple[int, Any]] = {}  # connection id -> (credential version, adapter)
+_connection_adapters: dict[int, tuple[int, AdPlatform]] = {}  # connection id -> (credential version, adapter)
 
 
 def platform_for(connection: Any) -> AdPlatform:

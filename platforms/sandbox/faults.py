@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Faults:
     def parse(cls, spec: str) -> Faults:
         """``"quota=0.1,latency_ms=20"`` → Faults; an unknown name is an error, not ignored."""
         known = {f.name: f.type for f in fields(cls) if not f.name.startswith("_")}
-        values: dict[str, float | int] = {}
+        values: dict[str, Any] = {}  # int or float by name; the constructor sees each by keyword
         for part in filter(None, (p.strip() for p in spec.split(","))):
             name, _, raw = part.partition("=")
             name = name.strip()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from platforms.base import AuthError, PlatformError, TransientError
 from platforms.registry import get_platform
@@ -20,10 +22,10 @@ def verdict(exc: PlatformError) -> str:
 class Command(BaseCommand):
     help = "Check credentials and reachability per platform and per account: ok / credentials problem / unreachable."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--platform", choices=("google", "meta"), action="append")
 
-    def handle(self, *args, platform=None, **options):
+    def handle(self, *args: Any, platform: list[str] | None = None, **options: Any) -> None:
         problems = 0
         for name in platform or ("google", "meta"):
             adapter = get_platform(name)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from platforms.sandbox.faults import Faults
 
@@ -14,7 +15,7 @@ from platforms.sandbox.faults import Faults
 class Command(BaseCommand):
     help = "Serve the Google Ads and Meta emulators on loopback until interrupted."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=settings.ADS_SANDBOX_HOST)
         parser.add_argument("--google-port", type=int, default=settings.ADS_SANDBOX_GOOGLE_PORT)
         parser.add_argument("--oauth-port", type=int, default=settings.ADS_SANDBOX_OAUTH_PORT)
@@ -33,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--google-faults", default=settings.ADS_SANDBOX_FAULTS_GOOGLE, help='e.g. "quota=0.1"')
         parser.add_argument("--meta-faults", default=settings.ADS_SANDBOX_FAULTS_META)
 
-    def handle(self, *args, **opts):
+    def handle(self, *args: Any, **opts: Any) -> None:
         from platforms.sandbox import google as google_sandbox
         from platforms.sandbox import meta as meta_sandbox
 

@@ -4,9 +4,10 @@ through the official SDKs (against the sandbox when ADS_SANDBOX=1)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from platforms.base import MICROS_PER_UNIT, PlatformError
@@ -20,10 +21,10 @@ def _money(micros: int | None, currency: str) -> str:
 class Command(BaseCommand):
     help = "Print every reachable account's campaigns with budgets and yesterday's metrics."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--platform", choices=("google", "meta"), action="append")
 
-    def handle(self, *args, platform=None, **options):
+    def handle(self, *args: Any, platform: list[str] | None = None, **options: Any) -> None:
         for name in platform or ("google", "meta"):
             adapter = get_platform(name)
             try:

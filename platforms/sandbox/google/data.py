@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 MANAGER_CUSTOMER_ID = 1000000001  # the same id as registry.SANDBOX_GOOGLE_MANAGER_ID
@@ -201,7 +202,8 @@ def split_metrics(total: DailyMetrics, count: int) -> list[DailyMetrics]:
     weights = _weights(count)
     whole = sum(weights)
     parts: list[DailyMetrics] = []
-    left = [total.impressions, total.clicks, total.cost_micros, total.conversions, total.conversions_value]
+    # Three int counts, then the two float conversion figures.
+    left: list[Any] = [total.impressions, total.clicks, total.cost_micros, total.conversions, total.conversions_value]
     for k, weight in enumerate(weights):
         if k == count - 1:
             parts.append(DailyMetrics(left[0], left[1], left[2], round(left[3], 2), round(left[4], 2)))
@@ -264,11 +266,11 @@ class GoogleSandboxData:
     stream_batch_size: int = 10_000  # rows per SearchStream message, as the real API
 
     @classmethod
-    def scaled(cls, *, campaigns: int = 10_000, days: int = 90, **overrides: int) -> GoogleSandboxData:
+    def scaled(cls, *, campaigns: int = 10_000, days: int = 90, **overrides: Any) -> GoogleSandboxData:
         """The demo accounts with ``campaigns`` campaigns each, for load tests and benchmarks."""
         return cls(campaigns_per_customer=campaigns, days=days, **overrides)
 
-    def with_options(self, **changes: int) -> GoogleSandboxData:
+    def with_options(self, **changes: Any) -> GoogleSandboxData:
         return replace(self, **changes)
 
     # --- Customers ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 from platforms.sandbox.google.data import (
     DailyMetrics,
@@ -89,7 +89,7 @@ class RowContext:
 
 
 def _sum_metrics(rows: Iterable[DailyMetrics]) -> DailyMetrics:
-    totals = [0, 0, 0, 0.0, 0.0]
+    totals: list[Any] = [0, 0, 0, 0.0, 0.0]  # three int counts, then the two float conversion figures
     for m in rows:
         totals[0] += m.impressions
         totals[1] += m.clicks
@@ -114,6 +114,20 @@ def _ad_group_resource(c: RowContext) -> str:
     return f"customers/{c.customer.id}/adGroups/{c.ad_group.id}"  # type: ignore[union-attr]
 
 
+# A getter is only asked for fields of the row's resource (the query was checked against FROM),
+# so the entity it reads is set on that row: these read it without a None check, as the table did.
+def _campaign(c: RowContext) -> SandboxCampaign:
+    return cast(SandboxCampaign, c.campaign)
+
+
+def _budget(c: RowContext) -> SandboxBudget:
+    return cast(SandboxBudget, c.budget)
+
+
+def _ad_group(c: RowContext) -> SandboxAdGroup:
+    return cast(SandboxAdGroup, c.ad_group)
+
+
 def _client_of(c: RowContext) -> SandboxCustomer:
     return c.client if c.client is not None else c.customer
 
@@ -129,26 +143,26 @@ def _flight_bound(c: RowContext, end: bool) -> str | None:
 # Natural values: ints, strings, bools, enum *names*; converted to wire values when set.
 _GETTERS: dict[str, Getter] = {
     "campaign.resource_name": _campaign_resource,
-    "campaign.id": lambda c: c.campaign.id,
-    "campaign.name": lambda c: c.campaign.name,
-    "campaign.status": lambda c: c.state.campaign_status(c.campaign),
+    "campaign.id": lambda c: _campaign(c).id,
+    "campaign.name": lambda c: _campaign(c).name,
+    "campaign.status": lambda c: c.state.campaign_status(_campaign(c)),
     "campaign.start_date_time": lambda c: _flight_bound(c, end=False),
     "campaign.end_date_time": lambda c: _flight_bound(c, end=True),
     "campaign.campaign_budget": _budget_resource,
     "campaign_budget.resource_name": _budget_resource,
-    "campaign_budget.id": lambda c: c.budget.id,
-    "campaign_budget.name": lambda c: c.budget.name,
-    "campaign_budget.amount_micros": lambda c: c.state.budget_amount(c.budget),
-    "campaign_budget.total_amount_micros": lambda c: c.state.budget_total(c.budget),  # custom period only
-    "campaign_budget.explicitly_shared": lambda c: c.budget.explicitly_shared,
-    "campaign_budget.reference_count": lambda c: c.budget.reference_count,
-    "campaign_budget.period": lambda c: c.budget.period,
+    "campaign_budget.id": lambda c: _budget(c).id,
+    "campaign_budget.name": lambda c: _budget(c).name,
+    "campaign_budget.amount_micros": lambda c: c.state.budget_amount(_budget(c)),
+    "campaign_budget.total_amount_micros": lambda c: c.state.budget_total(_budget(c)),  # custom period only
+    "campaign_budget.explicitly_shared": lambda c: _budget(c).explicitly_shared,
+    "campaign_budget.reference_count": lambda c: _budget(c).reference_count,
+    "campaign_budget.period": lambda c: _budget(c).period,
     "campaign_budget.status": lambda c: "ENABLED",
     "campaign_budget.delivery_method": lambda c: "STANDARD",
     "ad_group.resource_name": _ad_group_resource,
-    "ad_group.id": lambda c: c.ad_group.id,
-    "ad_group.name": lambda c: c.ad_group.name,
-    "ad_group.status": lambda c: c.state.ad_group_status(c.ad_group),
+    "ad_group.id": lambda c: _ad_group(c).id,
+    "ad_group.name": lambda c: _ad_group(c).name,
+    "ad_group.status": lambda c: c.state.ad_group_status(_ad_group(c)),
     "ad_group.campaign": _campaign_resource,
     "customer.resource_name": lambda c: f"customers/{c.customer.id}",
     "customer.id": lambda c: c.customer.id,
@@ -344,9 +358,9 @@ class CompiledQuery:
                 return actual is not None
             wanted = [coerce(actual, v) for v in values]
             if op == "=":
-                return actual == wanted[0]
+                return cast(bool, actual == wanted[0])
             if op == "!=":
-                return actual != wanted[0]
+                return cast(bool, actual != wanted[0])
             if op == "IN":
                 return actual in wanted
             if op == "NOT IN":
@@ -354,12 +368,13 @@ class CompiledQuery:
             if op in ("<", "<=", ">", ">="):
                 if actual is None:
                     return False
-                return {
+                outcomes: dict[str, bool] = {
                     "<": actual < wanted[0],
                     "<=": actual <= wanted[0],
                     ">": actual > wanted[0],
                     ">=": actual >= wanted[0],
-                }[op]
+                }
+                return outcomes[op]
             raise GaqlError("BAD_OPERATOR", f"Operator {op} is not supported by the sandbox.")
 
         # Fail on an impossible operator at compile time, not on the first row.
@@ -397,7 +412,11 @@ class CompiledQuery:
             # full-scale stream is read in its natural order, which needs no sorting).
             materialized = list(rows)
             for getter, descending in reversed(self.sort_keys):
-                materialized.sort(key=lambda ctx, g=getter: _sort_value(g(ctx)), reverse=descending)
+
+                def sort_key(ctx: RowContext, g: Getter = getter) -> tuple[bool, Any]:
+                    return _sort_value(g(ctx))
+
+                materialized.sort(key=sort_key, reverse=descending)
             rows = iter(materialized)
         if self.query.limit is not None:
             rows = islice(rows, self.query.limit)

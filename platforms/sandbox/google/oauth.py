@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 ACCESS_TOKEN_LIFETIME_SECONDS = 3599
@@ -146,7 +146,7 @@ def ensure_service_account_key(key_dir: Path) -> dict[str, str]:
     in the format Google Cloud downloads."""
     path = Path(key_dir) / SERVICE_ACCOUNT_FILENAME
     if path.exists():
-        return json.loads(path.read_text())
+        return cast(dict[str, str], json.loads(path.read_text()))
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -169,7 +169,7 @@ def ensure_service_account_key(key_dir: Path) -> dict[str, str]:
     partial.write_text(json.dumps(info, indent=2))
     partial.chmod(0o600)
     partial.replace(path)  # atomic: two sandboxes starting at once agree on one key
-    return json.loads(path.read_text())
+    return cast(dict[str, str], json.loads(path.read_text()))
 
 
 def _public_pem(info: dict[str, str]) -> str:

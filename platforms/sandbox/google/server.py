@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from importlib import import_module
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import google.ads.googleads as googleads_package
 import grpc
@@ -266,7 +266,7 @@ class GoogleAdsEmulator:
 
     def _method_handler(
         self, version: str, service: str, method: str, streaming: bool, module: str, request: str, response: str
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         def request_class() -> Any:
             return getattr(getattr(_types(version), module), request)
 
@@ -277,7 +277,7 @@ class GoogleAdsEmulator:
             return request_class().deserialize(payload)
 
         def serialize(message: Any) -> bytes:
-            return response_class().serialize(message)
+            return cast(bytes, response_class().serialize(message))
 
         implementation = getattr(self, f"_{_snake(method)}")
         if streaming:

@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode, urlsplit
 
 from platforms.registry import META_SCOPES, SANDBOX_META_APP_ID, SANDBOX_META_APP_SECRET
@@ -107,7 +107,7 @@ _setup_lock = threading.Lock()
 
 def logins_of(state: Any) -> MetaLogins:
     """The emulator's logins, created (with the agency's ad accounts) on the first request."""
-    logins = getattr(state, "oauth_logins", None)
+    logins: MetaLogins | None = getattr(state, "oauth_logins", None)
     if logins is not None:
         return logins
     with _setup_lock, state.lock:
@@ -209,7 +209,7 @@ def route(handler: Any, state: Any, method: str, parts: list[str], params: dict[
         info = logins.tokens.get(token)
     if info is None:
         state.check_token(params, authorization)  # the environment's token, as before
-        return handler._route(state, method, parts, params)
+        return cast(tuple[int, Any], handler._route(state, method, parts, params))
     _check_login_token(state, logins, token, info, params)
     node = parts[0] if parts else ""
     edge = parts[1] if len(parts) > 1 else ""
@@ -240,7 +240,7 @@ def route(handler: Any, state: Any, method: str, parts: list[str], params: dict[
         raise _not_found(node, method)
     if account is not None and account.account_id not in info.ad_accounts:
         raise _not_found(node, method)
-    return handler._route(state, method, parts, params)
+    return cast(tuple[int, Any], handler._route(state, method, parts, params))
 
 
 def _not_found(node: str, method: str) -> Exception:
@@ -254,7 +254,7 @@ def _accounts_page(handler: Any, state: Any, account_ids: tuple[str, ...], param
 
     with state.lock:
         nodes = [_account_node(state.data.accounts[a]) for a in account_ids if a in state.data.accounts]
-    return handler._list_page(nodes, params)
+    return cast(dict[str, Any], handler._list_page(nodes, params))
 
 
 def _check_login_token(state: Any, logins: MetaLogins, token: str, info: _Token, params: dict[str, str]) -> None:
