@@ -15,18 +15,26 @@ from django.urls import reverse
 from django.utils import timezone
 
 from adsplatform import worker_liveness
-from campaigns.models import Campaign, DailyMetric, SyncRun
+from campaigns.models import Campaign, DailyMetric
 from campaigns.services import account_data_read_from, campaign_cache_invalidate
-from conversions.models import Conversion, ConversionAction
+from conversions.models import Conversion
 from dashboard import svg
 from dashboard.attention import alert_object_link, worker_health
 from dashboard.charts import dashboard_charts
 from dashboard.context import dashboard_context
 from dashboard.data import dashboard_data, pacing_severity
 from dashboard.filters import DashboardFilters
-from optimization.models import AccountBudgetSettings, Alert, OptimizationRun, PlatformCallRecord, ProcessHeartbeat
-from tests.campaigns.factories import AdAccountFactory, CampaignFactory
-from webhooks.models import Lead, WebhookSource
+from optimization.models import OptimizationRun, ProcessHeartbeat
+from tests.campaigns.factories import AdAccountFactory, CampaignFactory, SyncRunFactory
+from tests.conversions.factories import ConversionActionFactory, ConversionFactory
+from tests.optimization.factories import (
+    AccountBudgetSettingsFactory,
+    AlertFactory,
+    OptimizationRunFactory,
+    PlatformCallRecordFactory,
+    ProcessHeartbeatFactory,
+)
+from tests.webhooks.factories import LeadFactory, WebhookSourceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -126,7 +134,7 @@ def test_account_filter_narrows_every_number(fixed, today):
 
 
 def test_pacing_uses_the_monthly_cap_else_daily_budgets(fixed, today):
-    AccountBudgetSettings.objects.create(account=fixed["google_a"], monthly_budget_micros=600 * USD)
+    AccountBudgetSettingsFactory(account=fixed["google_a"], monthly_budget_micros=600 * USD)
     data = dashboard_data(filters=_default_filters(today))
     pacing = {row.account.name: row for row in data.pacing}
     days_in_month = calendar.monthrange(today.year, today.month)[1]
@@ -153,49 +161,29 @@ def test_a_shared_budget_counts_once(today):
     assert data.spend[0].daily_budget_micros == 55 * USD
 
 
-def _conversion(account, action, status: str, finished: dt.datetime, n: int) -> None:
-    conversion = Conversion.objects.create(
-        platform=account.platform,
-        account=account,
-        action=action,
-        dedupe_key=f"{account.pk}-{status}-{n}-{finished:%j}",
-        occurred_at=finished,
-        payload={},
-        status=status,
-    )
+def _conversion(action, status: str, finished: dt.datetime) -> None:
+    """A conversion whose last change (its outcome, for a finished one) was at ``finished``."""
+    conversion = ConversionFactory(action=action, status=status, occurred_at=finished)
     Conversion.objects.filter(pk=conversion.pk).update(updated_at=finished)
-
-
-def _lead(source, priority: str, received: dt.datetime, campaign=None, is_test: bool = False) -> None:
-    Lead.objects.create(source=source, priority=priority, received_at=received, campaign=campaign, is_test=is_test)
 
 
 def test_uploads_leads_and_alerts_by_day(fixed, today):
     now = timezone.now()
     yesterday_noon = now - dt.timedelta(days=1)
-    action = ConversionAction.objects.create(account=fixed["google_a"], external_id="77", name="Purchase")
-    for n in range(3):
-        _conversion(fixed["google_a"], action, "uploaded", now, n)
-    _conversion(fixed["google_a"], action, "rejected", now, 9)
-    _conversion(fixed["google_a"], action, "failed", yesterday_noon, 1)
-    _conversion(fixed["google_a"], action, "pending", now, 2)  # not finished: not an outcome
-    source = WebhookSource.objects.create(name="make", secret="s3cret")
-    _lead(source, "urgent", now, fixed["brand"])
-    _lead(source, "urgent", now)
-    _lead(source, "low", yesterday_noon)
-    _lead(source, "high", now, is_test=True)  # test leads are not counted
-    Alert.objects.create(
-        kind="budget_overspend", subject="x", severity="critical", value=2, threshold=1, message="m",
-        opened_at=now, last_seen_at=now, account=fixed["google_a"],
-    )  # fmt: skip
-    Alert.objects.create(
-        kind="api_failures", subject="p", severity="warning", value=2, threshold=1, message="m",
-        opened_at=now, last_seen_at=now,
-    )  # fmt: skip
-    Alert.objects.create(
-        kind="budget_overspend", subject="y", severity="warning", value=2, threshold=1, message="m",
-        opened_at=now, last_seen_at=now, resolved_at=now,
-    )  # fmt: skip
+    action = ConversionActionFactory(account=fixed["google_a"])
+    for _ in range(3):
+        _conversion(action, "uploaded", now)
+    _conversion(action, "rejected", now)
+    _conversion(action, "failed", yesterday_noon)
+    _conversion(action, "pending", now)  # not finished: not an outcome
+    source = WebhookSourceFactory()
+    LeadFactory(source=source, priority="urgent", received_at=now, campaign=fixed["brand"])
+    LeadFactory(source=source, priority="urgent", received_at=now)
+    LeadFactory(source=source, priority="low", received_at=yesterday_noon)
+    LeadFactory(source=source, priority="high", received_at=now, is_test=True)  # test leads are not counted
+    AlertFactory(campaign=fixed["brand"], severity="critical")  # an alert of account A
+    AlertFactory(kind="api_failures", severity="warning")  # platform-wide: no account
+    AlertFactory(campaign=fixed["brand"], severity="warning", resolved=True)  # cleared: not counted
 
     data = dashboard_data(filters=_default_filters(today))
     assert data.conversion_outcomes["uploaded"][-1] == 3
@@ -214,20 +202,20 @@ def test_uploads_leads_and_alerts_by_day(fixed, today):
 
 def _grow(today: dt.date, accounts: int, campaigns_each: int) -> None:
     """More of everything the dashboard reads, to show the query count does not follow it."""
-    source, _ = WebhookSource.objects.get_or_create(name="grow", defaults={"secret": "s"})
+    source = WebhookSourceFactory()
     now = timezone.now()
     for a in range(accounts):
         account = AdAccountFactory(currency_code=("USD", "EUR", "JPY")[a % 3], time_zone="Asia/Tokyo")
-        AccountBudgetSettings.objects.create(account=account, monthly_budget_micros=1000 * USD)
-        SyncRun.objects.create(account=account, status="running")
-        action = ConversionAction.objects.create(account=account, external_id=str(a), name="a")
-        for c in range(campaigns_each):
+        AccountBudgetSettingsFactory(account=account, monthly_budget_micros=1000 * USD)
+        SyncRunFactory(account=account, running=True)
+        action = ConversionActionFactory(account=account)
+        for _ in range(campaigns_each):
             campaign = CampaignFactory(account=account)
             DailyMetric.objects.bulk_create(
                 DailyMetric(campaign=campaign, date=today - dt.timedelta(days=d), cost_micros=USD) for d in range(40)
             )
-            _lead(source, "normal", now, campaign)
-            _conversion(account, action, "uploaded", now, c)
+            LeadFactory(source=source, received_at=now, campaign=campaign)
+            _conversion(action, "uploaded", now)
         _backfilled(account)
 
 
@@ -313,13 +301,11 @@ def test_campaign_list_draws_sparklines_in_one_query(client, staff_user, fixed, 
 
 
 def test_campaign_page_shows_pacing_next_to_the_budget(client, staff_user, fixed, today):
-    OptimizationRun.objects.create(
+    OptimizationRunFactory(
         campaign=fixed["brand"],
         old_budget_micros=10 * USD,
         new_budget_micros=20 * USD,
-        reason="more",
-        source="staff",
-        status="applied",
+        applied=True,
         requested_by=staff_user,
     )
     client.force_login(staff_user)
@@ -333,16 +319,16 @@ def test_campaign_page_shows_pacing_next_to_the_budget(client, staff_user, fixed
 
 def test_sync_pages_show_progress_and_refresh_while_running(client, staff_user, fixed):
     client.force_login(staff_user)
-    done = SyncRun.objects.create(account=fixed["google_a"], status="succeeded", metric_rows_synced=12)
+    done = SyncRunFactory(account=fixed["google_a"], succeeded=True, metric_rows_synced=12)
     listing = reverse("admin:campaigns_syncrun_changelist")
     assert "ads-auto-refresh" not in client.get(listing).content.decode()
     assert (
         "ads-auto-refresh" not in client.get(reverse("admin:campaigns_syncrun_change", args=[done.pk])).content.decode()
     )
 
-    running = SyncRun.objects.create(
+    running = SyncRunFactory(
         account=fixed["google_a"],
-        status="running",
+        running=True,
         started_at=timezone.now() - dt.timedelta(seconds=75),
         campaigns_synced=4,
         metric_rows_synced=1234,
@@ -479,31 +465,18 @@ def test_chart_ticks_show_quarter_values():
 # --- Needs attention: open alerts, platform outages, stuck pushes, the worker -------------------
 
 
-def _open_alert(kind: str, subject: str, *, severity: str = "warning", account=None, hours: float = 1, **extra):
-    now = timezone.now()
-    return Alert.objects.create(
-        kind=kind,
-        subject=subject,
-        subject_label=extra.pop("label", subject),
-        severity=severity,
-        value=2,
-        threshold=1,
-        message=extra.pop("message", f"{kind} on {subject}"),
-        opened_at=now - dt.timedelta(hours=hours),
-        last_seen_at=now,
-        account=account,
-        **extra,
-    )
+def _hours_ago(hours: float) -> dt.datetime:
+    return timezone.now() - dt.timedelta(hours=hours)
 
 
 def test_open_alerts_are_listed_worst_and_oldest_first_with_links(fixed, today, staff_user):
     brand = fixed["brand"]
-    overspend = _open_alert(
-        "budget_overspend", f"campaign:{brand.pk}", severity="critical", account=fixed["google_a"], hours=1
+    overspend = AlertFactory(campaign=brand, severity="critical", opened_at=_hours_ago(1))
+    outage = AlertFactory(
+        kind="api_failures", subject="platform:meta", subject_label="Meta", severity="critical", opened_at=_hours_ago(2)
     )
-    outage = _open_alert("api_failures", "platform:meta", severity="critical", hours=2, label="Meta")
-    pacing = _open_alert("pacing_overspend", f"campaign:{fixed['retarget'].pk}", account=fixed["meta"], hours=30)
-    resolved = _open_alert("webhook_delay", "webhooks:inbox", resolved_at=timezone.now())
+    pacing = AlertFactory(kind="pacing_overspend", campaign=fixed["retarget"], opened_at=_hours_ago(30))
+    resolved = AlertFactory(kind="webhook_delay", resolved=True)
 
     attention = dashboard_data(filters=_default_filters(today)).attention
     assert [a.id for a in attention.alerts] == [outage.pk, overspend.pk, pacing.pk]
@@ -539,9 +512,9 @@ def test_every_alert_subject_links_to_its_page(subject, details, url_name, label
 
 
 def test_a_viewer_of_one_account_sees_only_its_alerts_and_no_platform_matters(fixed, today, client_with_role):
-    mine = _open_alert("budget_overspend", f"campaign:{fixed['brand'].pk}", account=fixed["google_a"])
-    _open_alert("pacing_overspend", f"campaign:{fixed['retarget'].pk}", account=fixed["meta"])
-    _open_alert("api_failures", "platform:google", severity="critical")
+    mine = AlertFactory(campaign=fixed["brand"])  # of account A
+    AlertFactory(kind="pacing_overspend", campaign=fixed["retarget"])
+    AlertFactory(kind="api_failures", subject="platform:google", severity="critical")
     viewer = client_with_role("viewer", [fixed["google_a"]]).user
     attention = dashboard_context({}, user=viewer)["dashboard"].attention
     assert [a.id for a in attention.alerts] == [mine.pk] and attention.alert_total == 1
@@ -549,12 +522,10 @@ def test_a_viewer_of_one_account_sees_only_its_alerts_and_no_platform_matters(fi
 
 
 def test_admin_index_lists_the_open_alerts(client, staff_user, fixed):
-    alert = _open_alert(
-        "budget_overspend",
-        f"campaign:{fixed['brand'].pk}",
+    alert = AlertFactory(
+        campaign=fixed["brand"],
         severity="critical",
-        account=fixed["google_a"],
-        label="Brand",
+        opened_at=_hours_ago(1),
         message="Daily overspend: “Brand” spent 5.00 USD today.",
     )
     client.force_login(staff_user)
@@ -578,7 +549,7 @@ def test_pacing_is_coloured_by_severity(percent, tone):
 
 
 def test_pacing_bars_carry_their_severity(fixed, today):
-    AccountBudgetSettings.objects.create(account=fixed["google_b"], monthly_budget_micros=1 * USD)  # far over
+    AccountBudgetSettingsFactory(account=fixed["google_b"], monthly_budget_micros=1 * USD)  # far over
     blocks = {b.chart_id: b for b in dashboard_charts(dashboard_data(filters=_default_filters(today)))}
     drawing = str(blocks["chart-pacing"].svg)
     assert 'data-tone="critical"' in drawing and "far over" in drawing
@@ -589,17 +560,14 @@ def test_pacing_bars_carry_their_severity(fixed, today):
 def test_platform_outages_come_from_the_call_records(fixed, today):
     now = timezone.now()
     for n in range(10):
-        PlatformCallRecord.objects.create(
-            platform="google", operation="search", outcome="transient", error_code="UNAVAILABLE", seconds=1,
-            called_at=now - dt.timedelta(minutes=n),
-        )  # fmt: skip
-    for n in range(20):
-        PlatformCallRecord.objects.create(
-            platform="meta", operation="insights", outcome="ok" if n else "rate_limited", error_code="17" if not n else "",
-            seconds=1, called_at=now - dt.timedelta(minutes=1),
-        )  # fmt: skip
-    PlatformCallRecord.objects.create(  # outside the 15-minute window
-        platform="meta", operation="insights", outcome="auth", seconds=1, called_at=now - dt.timedelta(hours=2)
+        PlatformCallRecordFactory(
+            outcome="transient", error_code="UNAVAILABLE", called_at=now - dt.timedelta(minutes=n)
+        )
+    PlatformCallRecordFactory(platform="meta", operation="insights", outcome="rate_limited", error_code="17")
+    PlatformCallRecordFactory.create_batch(19, platform="meta", operation="insights")
+    # Outside the 15-minute window:
+    PlatformCallRecordFactory(
+        platform="meta", operation="insights", outcome="auth", called_at=now - dt.timedelta(hours=2)
     )
     attention = dashboard_data(filters=_default_filters(today)).attention
     platforms = {p.platform: p for p in attention.platforms}
@@ -614,11 +582,10 @@ def test_platform_outages_come_from_the_call_records(fixed, today):
 def test_stuck_budget_pushes(fixed, today):
     now = timezone.now()
 
-    def run(campaign, **fields):
-        return OptimizationRun.objects.create(
-            campaign=campaign, old_budget_micros=20 * USD, new_budget_micros=25 * USD, reason="r", source="staff",
-            status="pending", **fields,
-        )  # fmt: skip
+    def run(campaign, **fields):  # a pending raise from 20 to 25 USD
+        return OptimizationRunFactory(
+            campaign=campaign, old_budget_micros=20 * USD, new_budget_micros=25 * USD, **fields
+        )
 
     overdue = run(fixed["brand"], push_attempts=1, next_attempt_at=now - dt.timedelta(minutes=10))
     tried = run(fixed["retarget"], push_attempts=5, next_attempt_at=now + dt.timedelta(minutes=5))
@@ -650,7 +617,7 @@ def test_worker_health_from_the_canary_and_the_heartbeat(db, tmp_path, monkeypat
     assert stalled.state == "stalled" and "not consuming" in stalled.detail
 
     path.unlink()
-    ProcessHeartbeat.objects.create(name=ProcessHeartbeat.WORKER_CANARY, beat_at=now - dt.timedelta(seconds=20))
+    ProcessHeartbeatFactory(name=ProcessHeartbeat.WORKER_CANARY, beat_at=now - dt.timedelta(seconds=20))
     assert worker_health(now=now).state == "consuming"  # a worker ran the canary, on whatever machine
     ProcessHeartbeat.objects.filter(name=ProcessHeartbeat.WORKER_CANARY).update(
         canary_pending_since=now - dt.timedelta(minutes=6)
