@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from campaigns.models import DailyMetric, SyncRun
+from campaigns.models import DailyMetric
 from campaigns.services import account_today
 from optimization import alerts
 from optimization.models import Alert, PlatformCallRecord
 from platforms.observe import record
-from tests.campaigns.factories import AdAccountFactory, CampaignFactory
+from tests.campaigns.factories import AdAccountFactory, CampaignFactory, SyncRunFactory
+from tests.webhooks.factories import LeadFactory, WebhookEventFactory
+from webhooks.models import WebhookEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -126,7 +128,7 @@ def test_budget_alerts_are_evaluated_after_each_sync(notify, eager_tasks, django
     set_spend(campaign, account_today(campaign.account), 150_000_000)
 
     with django_capture_on_commit_callbacks(execute=True):
-        SyncRun.objects.create(account=campaign.account, status=SyncRun.Status.SUCCEEDED)
+        SyncRunFactory(account=campaign.account, succeeded=True)
 
     assert Alert.objects.filter(kind=Alert.Kind.BUDGET_OVERSPEND, subject=f"campaign:{campaign.pk}").exists()
 
@@ -181,20 +183,9 @@ def test_a_handful_of_calls_is_not_a_rate(notify):
     assert not Alert.objects.exists()
 
 
-@pytest.fixture
-def webhook_source(db):
-    from webhooks.models import WebhookSource
-
-    return WebhookSource.objects.create(name="make", secret="s3cret")
-
-
-def test_webhook_delay_from_the_oldest_unprocessed_event(notify, webhook_source):
-    from webhooks.models import WebhookEvent
-
+def test_webhook_delay_from_the_oldest_unprocessed_event(notify):
     _, mails = notify
-    event = WebhookEvent.objects.create(
-        source=webhook_source, dedupe_key="msg:1", raw_body="{}", received_at=timezone.now() - timedelta(minutes=6)
-    )
+    event = WebhookEventFactory(received_at=timezone.now() - timedelta(minutes=6))
     alerts.alerts_evaluate()
     alerts.alerts_evaluate()
     alert = Alert.objects.get(subject="webhooks:inbox")
@@ -207,12 +198,9 @@ def test_webhook_delay_from_the_oldest_unprocessed_event(notify, webhook_source)
     assert not alert.is_open and len(mails) == 2
 
 
-def test_webhook_delay_from_a_slow_lead(notify, webhook_source):
-    from webhooks.models import Lead
-
+def test_webhook_delay_from_a_slow_lead(notify):
     now = timezone.now()
-    lead = Lead.objects.create(
-        source=webhook_source,
+    lead = LeadFactory(
         submitted_at=now - timedelta(minutes=9),
         received_at=now - timedelta(minutes=8),
         processed_at=now - timedelta(minutes=1),
