@@ -5,20 +5,26 @@ and partial-approval warning. Each refusal writes no change record; each action 
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.access import ADMIN, ADVERTISER, VIEWER, account_access_grant
+from campaigns.access import ADMIN, ADVERTISER, VIEWER
 from campaigns.models import AdGroup, AdGroupDailyMetric, Campaign
 from campaigns.services import account_today
-from optimization.models import AccountBudgetSettings, OptimizationRun
+from optimization.models import OptimizationRun
 from platforms.registry import get_platform
-from tests.campaigns.factories import AdAccountFactory, CampaignFactory, add_metrics
+from tests.campaigns.factories import (
+    AccountAccessFactory,
+    AdAccountFactory,
+    AdGroupFactory,
+    CampaignFactory,
+    add_metrics,
+)
 from tests.optimization.conftest import own_budget_campaign
+from tests.optimization.factories import AccountBudgetSettingsFactory, OptimizationRunFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -33,28 +39,16 @@ def operator(client, staff_user):
 
 
 @pytest.fixture
-def staff_with_role(client, django_user_model):
+def staff_with_role(client):
     """A staff member holding ``role`` on ``account`` only, logged in."""
 
     def make(role: str, account) -> object:
-        person = django_user_model.objects.create_user(f"{role}-{uuid.uuid4().hex[:6]}", password="pw", is_staff=True)
-        account_access_grant(user=person, account=account, role=role)
+        person = AccountAccessFactory(user__is_staff=True, account=account, role=role).user
         client.force_login(person)
         client.user = person
         return client
 
     return make
-
-
-def ad_set(campaign: Campaign, name: str = "Ad set A", **fields) -> AdGroup:
-    return AdGroup.objects.create(
-        campaign=campaign,
-        account=campaign.account,
-        platform=campaign.platform,
-        external_id=fields.pop("external_id", f"{uuid.uuid4().int % 10**12}"),
-        name=name,
-        **fields,
-    )
 
 
 @pytest.fixture
@@ -68,10 +62,10 @@ def abo_campaign(meta_shop) -> Campaign:
     campaign = CampaignFactory(
         account=meta_shop, name="ABO prospecting", daily_budget_micros=None, budget_level="ad_group"
     )
-    ad_set(campaign, "Daily ad set", daily_budget_micros=40_000_000)
-    ad_set(
-        campaign,
-        "Lifetime ad set",
+    AdGroupFactory(campaign=campaign, name="Daily ad set", daily_budget_micros=40_000_000)
+    AdGroupFactory(
+        campaign=campaign,
+        name="Lifetime ad set",
         lifetime_budget_micros=900_000_000,
         budget_remaining_micros=300_000_000,
         end_time=timezone.now() + timedelta(days=10),
@@ -174,7 +168,7 @@ def test_the_ad_group_list_shows_campaign_status_budget_and_7_day_spend(operator
 
 def test_the_ad_group_list_filters_by_campaign_account_platform_and_status(operator, abo_campaign):
     google = CampaignFactory(name="Google search")
-    ad_set(google, "Exact match", status="paused")
+    AdGroupFactory(campaign=google, name="Exact match", status="paused")
 
     def names(**params) -> str:
         return page(operator, reverse(AD_GROUP_LIST) + "?" + "&".join(f"{k}={v}" for k, v in params.items()))
@@ -197,7 +191,7 @@ def test_the_campaign_page_lists_its_ad_sets_read_only_with_links(operator, abo_
 
 def test_the_ad_group_list_holds_only_the_users_accounts(staff_with_role, abo_campaign):
     other = CampaignFactory(name="Someone else's")
-    ad_set(other, "Not yours")
+    AdGroupFactory(campaign=other, name="Not yours")
     client = staff_with_role(VIEWER, abo_campaign.account)
 
     listing = page(client, reverse(AD_GROUP_LIST))
@@ -221,7 +215,7 @@ def test_an_abo_campaigns_budget_page_links_to_its_ad_sets_budget_forms(operator
 
 def test_a_google_ad_group_points_to_its_campaigns_budget(operator):
     campaign = CampaignFactory(name="Google search")
-    group = ad_set(campaign, "Exact match")
+    group = AdGroupFactory(campaign=campaign, name="Exact match")
     form = page(operator, url(group, "budget"))
     assert "Google ad groups have no budget" in form and url(campaign, "budget") in form
     assert 'name="daily_budget"' not in form and 'name="lifetime_budget"' not in form
@@ -279,7 +273,7 @@ def test_the_campaign_page_offers_pause_and_the_form_asks_for_a_reason(operator)
 
 
 def test_a_paused_ad_set_offers_enable(operator, abo_campaign):
-    group = ad_set(abo_campaign, "Paused one", status="paused", daily_budget_micros=5_000_000)
+    group = AdGroupFactory(campaign=abo_campaign, name="Paused one", status="paused", daily_budget_micros=5_000_000)
     assert "Enable ad set" in page(operator, url(group, "change"))
     checked = page(operator, url(group, "status"), status="paused", reason="again", _check="Check with Meta")
     assert "already paused" in checked and 'data-verdict="invalid"' in checked
@@ -304,8 +298,8 @@ def test_pause_selected_asks_for_a_reason_on_a_confirmation_page(operator):
 
 
 def test_bulk_pause_reports_each_refusal_by_name(operator, abo_campaign):
-    paused = ad_set(abo_campaign, "Already paused", status="paused")
-    removed = ad_set(abo_campaign, "Gone", status="removed")
+    paused = AdGroupFactory(campaign=abo_campaign, name="Already paused", status="paused")
+    removed = AdGroupFactory(campaign=abo_campaign, name="Gone", status="removed")
 
     response = operator.post(
         reverse(AD_GROUP_LIST),
@@ -326,7 +320,7 @@ def test_bulk_actions_need_the_advertiser_role_on_every_selected_row(staff_with_
     assert "pause_selected" not in actions and "enable_selected" not in actions
 
     advertiser = staff_with_role(ADVERTISER, abo_campaign.account)
-    elsewhere = ad_set(CampaignFactory(), "Elsewhere")
+    elsewhere = AdGroupFactory(campaign=CampaignFactory(), name="Elsewhere")
     AdGroup.objects.filter(pk=elsewhere.pk)  # visible to superusers only
     response = advertiser.post(
         reverse(AD_GROUP_LIST),
@@ -370,19 +364,18 @@ def optimizer_account(db):
     for name, conversions, cost in (("Worse A", 1, 100), ("Worse B", 1, 100), ("Better", 8, 100), ("Idle", 1, 30)):
         campaign = CampaignFactory(account=account, name=name, daily_budget_micros=100_000_000)
         add_metrics(campaign, days=14, end=end, cost_micros=cost * 1_000_000, conversions=conversions)
-    AccountBudgetSettings.objects.create(account=account, target_cpa_micros=25_000_000)
+    AccountBudgetSettingsFactory(account=account, target_cpa_micros=25_000_000)
     return account
 
 
 def test_run_optimizer_previews_without_saving_then_records_proposals(operator, optimizer_account, settings):
     settings.OPTIMIZER_MIN_CONVERSIONS = 0
-    older = OptimizationRun.objects.create(
+    older = OptimizationRunFactory(
         campaign=Campaign.objects.get(name="Better"),
         old_budget_micros=100_000_000,
         new_budget_micros=90_000_000,
+        proposal=True,
         reason="an older proposal someone is reviewing",
-        source="optimizer",
-        status="proposed",
     )
     run_url = reverse("admin:optimization_optimizationrun_run_optimizer")
     assert "Run optimizer" in page(operator, reverse("admin:optimization_optimizationrun_changelist"))
@@ -422,15 +415,8 @@ def _reallocation_batch(account) -> list[OptimizationRun]:
     campaigns = [CampaignFactory(account=account, name=f"Batch {n}", daily_budget_micros=100_000_000) for n in range(3)]
     changes = (-20_000_000, +12_000_000, +8_000_000)
     return [
-        OptimizationRun.objects.create(
-            campaign=campaign,
-            old_budget_micros=100_000_000,
-            new_budget_micros=100_000_000 + change,
-            reason="reallocation",
-            source="optimizer",
-            status="proposed",
-            proposal_kind="reallocation",
-            proposal_batch="batch-1",
+        OptimizationRunFactory(
+            campaign=campaign, new_budget_micros=100_000_000 + change, proposal=True, proposal_batch="batch-1"
         )
         for campaign, change in zip(campaigns, changes, strict=True)
     ]
