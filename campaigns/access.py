@@ -16,14 +16,14 @@ alert) are visible to grants on every account only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import Q, QuerySet
 
 from campaigns.models import AccountAccess, AccountRole, AdAccount
 
 VIEWER, ADVERTISER, ADMIN = AccountRole.VIEWER, AccountRole.ADVERTISER, AccountRole.ADMIN
-ROLE_RANK = {VIEWER: 1, ADVERTISER: 2, ADMIN: 3}
+ROLE_RANK: dict[str, int] = {VIEWER: 1, ADVERTISER: 2, ADMIN: 3}  # by role value: callers pass plain strings
 
 
 class AccessDenied(Exception):
@@ -94,7 +94,8 @@ def access_scope(user: Any) -> AccessScope:
             if account_id is None:
                 every = _best(every, role)
             else:
-                per_account[account_id] = _best(per_account.get(account_id), role)
+                # A grant always names a role, so the best of it and any earlier one is a role.
+                per_account[account_id] = cast(str, _best(per_account.get(account_id), role))
         scope = AccessScope(every_account_role=every, account_roles=per_account)
     user._account_access_scope = scope
     return scope
@@ -130,7 +131,7 @@ def visible_account_ids(user: Any, *, role: str = VIEWER) -> set[int] | None:
     return None if scope.covers_every_account(role) else scope.account_ids(role)
 
 
-ROLE_NEEDED = {
+ROLE_NEEDED: dict[str, str] = {
     VIEWER: "This needs at least the viewer role on the account.",
     ADVERTISER: "This needs the advertiser role on the account (budgets, status, leads, syncs, conversions).",
     ADMIN: "This needs the admin role on the account (guardrails, routing, destinations, keys, access).",
@@ -187,4 +188,8 @@ def account_access_revoke(*, account: AdAccount | None, user: Any = None, group:
 def accounts_with_roles(user: Any) -> list[tuple[AdAccount, str]]:
     """Every account the user can see, with their role on it (GET /api/v1/me/)."""
     scope = access_scope(user)
-    return [(account, scope.role_on(account.pk)) for account in visible_accounts(user).order_by("platform", "name")]
+    # Visible means the scope gives a role on it: role_on is never None here.
+    return [
+        (account, cast(str, scope.role_on(account.pk)))
+        for account in visible_accounts(user).order_by("platform", "name")
+    ]

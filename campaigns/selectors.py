@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import (
     BigIntegerField,
@@ -54,7 +55,7 @@ class CampaignFilters:
     visible_account_ids: frozenset[int] | None = None
 
 
-def _window_sum(field: str, date_from: date, date_to: date):
+def _window_sum(field: str, date_from: date, date_to: date) -> Coalesce:
     """The campaign's total of ``field`` over the window, as a correlated subquery.
 
     A subquery rather than a JOIN + GROUP BY: PostgreSQL evaluates it only for the rows
@@ -103,17 +104,20 @@ _CAMPAIGN_ROW_FIELDS = (
     "account__currency_code",
     "account__data_from",
 )
+# Rows of .values(): plain dicts (django-stubs types literal field lists as TypedDicts, which these
+# functions fill in with metric totals afterwards).
+_Rows = QuerySet[Any, dict[str, Any]]
 _NO_METRICS = {"impressions": 0, "clicks": 0, "cost_micros": 0, "conversions": Decimal(0), "conversion_value_micros": 0}
 
 
-def _ordered(queryset: QuerySet, ordering: str) -> QuerySet:
+def _ordered(queryset: _Rows, ordering: str) -> _Rows:
     key = ordering.lstrip("-")
     column = F(ORDERINGS[key])
     order = column.desc(nulls_last=True) if ordering.startswith("-") else column.asc(nulls_last=True)
     return queryset.order_by(order, "id")
 
 
-def campaign_list(*, filters: CampaignFilters) -> QuerySet:
+def campaign_list(*, filters: CampaignFilters) -> _Rows:
     """Plain rows: each campaign with its account and window metrics, ordered; slice it to page."""
     sums = {field: _window_sum(field, filters.date_from, filters.date_to) for field in METRIC_FIELDS}
     queryset = campaign_queryset(filters).annotate(**sums)
@@ -136,13 +140,14 @@ def campaign_list(*, filters: CampaignFilters) -> QuerySet:
     return _ordered(queryset.values(*_CAMPAIGN_ROW_FIELDS, *METRIC_FIELDS), filters.ordering)
 
 
-def window_totals_by_campaign(*, campaign_ids: list, date_from: date, date_to: date) -> dict[Any, dict[str, Any]]:
+def window_totals_by_campaign(*, campaign_ids: list[Any], date_from: date, date_to: date) -> dict[Any, dict[str, Any]]:
     """Each campaign's metric totals over the window, in one query (one index range per campaign)."""
-    rows = (
+    rows = cast(
+        _Rows,
         DailyMetric.objects.filter(campaign_id__in=campaign_ids, date__gte=date_from, date__lte=date_to)
         .order_by()
         .values("campaign_id")
-        .annotate(**{field: Sum(field) for field in METRIC_FIELDS})
+        .annotate(**{field: Sum(field) for field in METRIC_FIELDS}),
     )
     return {row.pop("campaign_id"): row for row in rows}
 
@@ -167,7 +172,7 @@ def campaign_page(*, filters: CampaignFilters, offset: int, limit: int) -> list[
     return rows
 
 
-def campaign_get(*, campaign_id) -> Campaign:
+def campaign_get(*, campaign_id: Any) -> Campaign:
     return Campaign.objects.select_related("account").get(pk=campaign_id)
 
 
@@ -183,12 +188,13 @@ def campaign_window_totals(*, campaign: Campaign, date_from: date, date_to: date
     return totals
 
 
-def campaign_daily_series(*, campaign: Campaign, date_from: date, date_to: date) -> QuerySet:
-    return (
+def campaign_daily_series(*, campaign: Campaign, date_from: date, date_to: date) -> _Rows:
+    series: _Rows = (
         DailyMetric.objects.filter(campaign=campaign, date__gte=date_from, date__lte=date_to)
         .order_by("date")
         .values("date", *METRIC_FIELDS)
     )
+    return series
 
 
 def summary_by_platform_and_currency(
@@ -207,15 +213,17 @@ def summary_by_platform_and_currency(
         metrics = metrics.filter(campaign__platform=platform)
     if account_id:
         metrics = metrics.filter(campaign__account_id=account_id)
-    return list(
+    rows = cast(
+        _Rows,
         metrics.values(platform=F("campaign__platform"), currency_code=F("campaign__account__currency_code"))
         .annotate(
             campaigns=Count("campaign", distinct=True),
             latest_data_from=Max("campaign__account__data_from"),
             **{field: Sum(field) for field in METRIC_FIELDS},
         )
-        .order_by("platform", "currency_code")
+        .order_by("platform", "currency_code"),
     )
+    return list(rows)
 
 
 def derived_metrics(row: dict[str, Any]) -> dict[str, Any]:
@@ -276,27 +284,30 @@ def ad_group_queryset(filters: AdGroupFilters) -> QuerySet[AdGroup]:
 
 def ad_group_page(*, filters: AdGroupFilters, offset: int, limit: int) -> list[dict[str, Any]]:
     """One page of ad groups (by campaign, then name) with their window totals: two queries."""
-    rows = list(
-        ad_group_queryset(filters)
-        .order_by("campaign__name", "campaign_id", "name", "id")
-        .values(
-            "id",
-            "campaign_id",
-            "campaign__name",
-            "platform",
-            "external_id",
-            "name",
-            "status",
-            "daily_budget_micros",
-            "lifetime_budget_micros",
-            "synced_at",
-            "account_id",
-            "account__name",
-            "account__currency_code",
-            "account__data_from",
+    rows: list[dict[str, Any]] = list(
+        cast(
+            _Rows,
+            ad_group_queryset(filters)
+            .order_by("campaign__name", "campaign_id", "name", "id")
+            .values(
+                "id",
+                "campaign_id",
+                "campaign__name",
+                "platform",
+                "external_id",
+                "name",
+                "status",
+                "daily_budget_micros",
+                "lifetime_budget_micros",
+                "synced_at",
+                "account_id",
+                "account__name",
+                "account__currency_code",
+                "account__data_from",
+            ),
         )[offset : offset + limit]
     )
-    totals = {
+    totals: dict[Any, Mapping[str, object]] = {
         total["ad_group_id"]: total
         for total in AdGroupDailyMetric.objects.filter(
             ad_group_id__in=[row["id"] for row in rows], date__gte=filters.date_from, date__lte=filters.date_to

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -162,7 +162,7 @@ def sync_run_create(
     return run
 
 
-def due_accounts(*, now=None) -> list[AdAccount]:
+def due_accounts(*, now: datetime | None = None) -> list[AdAccount]:
     """Active accounts whose interval has passed and that have no sync queued or running."""
     now = now or timezone.now()
     busy = SyncRun.objects.filter(status__in=(SyncRun.Status.QUEUED, SyncRun.Status.RUNNING)).values("account_id")
@@ -269,6 +269,9 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
         ]
     )
     adapter = platform_for_account(account)
+    # Every run is created with its window (sync_run_create, the backfill); the columns are
+    # nullable for rows made by hand only.
+    date_from, date_to = cast(date, run.date_from), cast(date, run.date_to)
     try:
         _save_progress(run, "Reading campaigns…", progress)
         run.campaigns_synced = campaign_upsert(
@@ -287,7 +290,7 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
 
         run.metric_rows_synced = metric_upsert(
             account=account,
-            rows=adapter.iter_daily_metrics(account, run.date_from, run.date_to),
+            rows=adapter.iter_daily_metrics(account, date_from, date_to),
             on_chunk=on_chunk,
         )
 
@@ -297,7 +300,7 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
 
         run.ad_group_metric_rows_synced = ad_group_metric_upsert(
             account=account,
-            rows=adapter.iter_ad_group_daily_metrics(account, run.date_from, run.date_to),
+            rows=adapter.iter_ad_group_daily_metrics(account, date_from, date_to),
             on_chunk=on_ad_group_chunk,
         )
     except PlatformError as exc:
