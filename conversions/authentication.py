@@ -64,7 +64,9 @@ class MissingScope(exceptions.PermissionDenied):
     default_code = "missing_scope"
 
 
-def require_service_scope(key: ServiceApiKey, scope: str, *, account_ids: set[int] = frozenset()) -> None:
+def require_service_scope(
+    key: ServiceApiKey, scope: str, *, account_ids: set[int] | frozenset[int] = frozenset()
+) -> None:
     """What a service key may do, asked like a person's role: the scope, and the accounts it is limited to."""
     if not key.has_scope(scope):
         raise MissingScope(f"This service key lacks the {scope} scope; an admin can add it to the key in admin.")

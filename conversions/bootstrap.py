@@ -52,5 +52,5 @@ def run(*, stdout: TextIO) -> None:
         # The key itself is never printed: it is in the environment already.
         stdout.write(f"Service API key {key.prefix}… {'created' if created else 'present'} (from SERVICE_API_KEY).\n")
     if settings.ADS_SANDBOX:
-        created = seed_sandbox_actions()
-        stdout.write(f"Sandbox conversion actions: {created} created, {len(SANDBOX_ACTIONS) - created} present.\n")
+        seeded = seed_sandbox_actions()
+        stdout.write(f"Sandbox conversion actions: {seeded} created, {len(SANDBOX_ACTIONS) - seeded} present.\n")

@@ -9,7 +9,7 @@ from django.conf import settings
 from campaigns.models import Platform
 
 # Per request, as the platforms allow (Google TOO_MANY_CONVERSIONS_IN_REQUEST; Meta's limit).
-MAX_BATCH = {Platform.GOOGLE: 2000, Platform.META: 1000}
+MAX_BATCH: dict[str, int] = {Platform.GOOGLE: 2000, Platform.META: 1000}
 # Meta refuses a whole request when one event is older than this.
 META_MAX_EVENT_AGE = timedelta(days=7)
 # Expire a little early rather than send an event that turns 7 days old on the way.

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -191,8 +191,9 @@ def _claimed(rows: Iterable[Conversion], claimed_at: datetime) -> Any:
 def _retry_delay_seconds(attempts: int, retry_after: float = 0.0) -> float:
     backoff = retry_base_seconds() * 2 ** max(attempts - 1, 0)
     # Full jitter keeps many rows that failed together from coming back together.
-    delay = max(backoff * random.uniform(0.5, 1.0), retry_after)
-    return min(delay, settings.TASK_MAX_RETRY_DELAY_SECONDS)
+    delay: float = max(backoff * random.uniform(0.5, 1.0), retry_after)
+    cap: float = settings.TASK_MAX_RETRY_DELAY_SECONDS
+    return min(delay, cap)
 
 
 def _retry_later(
@@ -294,7 +295,7 @@ def _record_upload_result(
 def _upload_batch(rows: list[Conversion], summary: UploadSummary) -> str:
     """Send one claimed batch; returns "ok", "retry" (the group backs off) or "auth" (stop its connection)."""
     first = rows[0]
-    claimed_at = first.claimed_at
+    claimed_at = cast(datetime, first.claimed_at)  # the rows come claimed: every one has claimed_at set
     platform = first.platform
     adapter = platform_for_account(first.account)
     if platform == Platform.GOOGLE:
