@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 from django.core.exceptions import ValidationError
 
-from campaigns.models import AdAccount, Campaign
+from tests.campaigns.factories import CampaignFactory
 from tests.webhooks.conftest import RELAY_SECRET, flat_payload, post_json
+from tests.webhooks.factories import DestinationFactory, RoutingRuleFactory
 from webhooks import services
 from webhooks.models import Destination, Lead, LeadDelivery, RoutingRule
 from webhooks.services import leads
@@ -22,40 +23,31 @@ def ingest_and_process(client, **fields) -> Lead:
     return services.webhook_event_process(event_id=response.json()["id"])
 
 
-def rule(name: str, position: int, priority: str, conditions: list, destinations=()) -> RoutingRule:
-    created = RoutingRule.objects.create(name=name, position=position, priority=priority, conditions=conditions)
-    created.destinations.set(destinations)
-    services.routing_rules_invalidate()  # what the admin does after every save
-    return created
-
-
 @pytest.fixture
 def slack_destination(db) -> Destination:
     """A Slack-compatible channel for urgent leads."""
-    return Destination.objects.create(
-        name="Slack #leads", kind=Destination.Kind.SLACK, url="https://hooks.example.com/x"
-    )
+    return DestinationFactory(slack=True, name="Slack #leads")
 
 
 @pytest.fixture
 def rules(db, crm_destination, email_destination, slack_destination) -> dict[str, RoutingRule]:
     """Big budgets are urgent; a partner domain is high; everything else is normal (the default rule)."""
     return {
-        "big_budget": rule(
-            "Big budget",
-            10,
-            "urgent",
-            [{"field": "answers.budget", "op": "gte", "value": 10000}],
-            [crm_destination, slack_destination],
+        "big_budget": RoutingRuleFactory(
+            name="Big budget",
+            position=10,
+            priority="urgent",
+            conditions=[{"field": "answers.budget", "op": "gte", "value": 10000}],
+            destinations=[crm_destination, slack_destination],
         ),
-        "partner": rule(
-            "Partner domain",
-            20,
-            "high",
-            [{"field": "email_domain", "op": "in", "value": ["example.org", "partner.io"]}],
-            [crm_destination, email_destination],
+        "partner": RoutingRuleFactory(
+            name="Partner domain",
+            position=20,
+            priority="high",
+            conditions=[{"field": "email_domain", "op": "in", "value": ["example.org", "partner.io"]}],
+            destinations=[crm_destination, email_destination],
         ),
-        "default": rule("Everyone else", 1000, "normal", [], [email_destination]),
+        "default": RoutingRuleFactory(name="Everyone else", position=1000, destinations=[email_destination]),
     }
 
 
@@ -116,18 +108,16 @@ def test_test_leads_never_reach_the_crm(api_client, relay_source, rules):
 
 
 def test_conditions_on_campaign_form_and_regex(api_client, relay_source, email_destination):
-    account = AdAccount.objects.create(platform="google", external_id="1234567890", name="Main", currency_code="USD")
-    Campaign.objects.create(account=account, platform="google", external_id="50000000000", name="Brand - Search")
-    rule(
-        "Brand form",
-        10,
-        "high",
-        [
+    # The Google campaign the relay's payload names (campaign_id 50000000000).
+    CampaignFactory(external_id="50000000000", name="Brand - Search")
+    RoutingRuleFactory(
+        priority="high",
+        conditions=[
             {"field": "campaign_name", "op": "contains", "value": "brand"},
             {"field": "form_id", "op": "equals", "value": 40000000000},
             {"field": "phone", "op": "regex", "value": r"^\+1650"},
         ],
-        [email_destination],
+        destinations=[email_destination],
     )
     lead = ingest_and_process(api_client, lead_id="brand")
     assert lead.campaign.name == "Brand - Search"
@@ -153,7 +143,7 @@ def test_conditions_on_campaign_form_and_regex(api_client, relay_source, email_d
     ],
 )
 def test_condition_operators(relay_source, condition, answers, expected):
-    rule("Only rule", 1, "urgent", [condition])
+    RoutingRuleFactory(priority="urgent", conditions=[condition])  # the only rule
     lead = Lead(source=relay_source, custom_answers=answers)
     assert (services.lead_route(lead=lead).priority == "urgent") is expected
 
@@ -256,8 +246,6 @@ def test_a_fresh_install_routes_every_lead_to_the_operators_and_the_dashboard_sa
 
 
 def test_an_install_with_rules_gets_no_default_route(db, relay_source):
-    RoutingRule.objects.create(
-        name="Only partners", conditions=[{"field": "email_domain", "op": "equals", "value": "p.io"}]
-    )
+    RoutingRuleFactory(conditions=[{"field": "email_domain", "op": "equals", "value": "p.io"}])
     assert services.routing_default_ensure(recipients=["a@b.co"]) is None
     assert RoutingRule.objects.count() == 1
