@@ -8,8 +8,9 @@ import pytest
 from django.core import mail
 
 from tests.webhooks.conftest import CRM_SIGNING_SECRET
+from tests.webhooks.factories import DestinationFactory, LeadDeliveryFactory, LeadFactory
 from webhooks import services, tasks
-from webhooks.models import Destination, Lead, LeadDelivery
+from webhooks.models import Lead, LeadDelivery
 
 CAP = 900
 
@@ -17,28 +18,18 @@ CAP = 900
 @pytest.fixture
 def lead(db, relay_source) -> Lead:
     """An urgent lead from a Make.com relay."""
-    from django.utils import timezone
-
-    return Lead.objects.create(
+    return LeadFactory(
         source=relay_source,
         external_lead_id="crm-1",
-        full_name="Ada Lovelace",
-        email="ada@example.org",
         phone="+16505550199",
-        gclid="gclid-1",
         priority="urgent",
         custom_answers={"budget": "12000"},
-        received_at=timezone.now(),
     )
-
-
-def delivery_to(lead: Lead, destination: Destination) -> LeadDelivery:
-    return LeadDelivery.objects.create(lead=lead, destination=destination)
 
 
 def test_crm_fails_twice_then_succeeds_and_is_delivered_once(lead, crm_destination, crm_receiver):
     crm_receiver.script = [503, 500]
-    delivery = delivery_to(lead, crm_destination)
+    delivery = LeadDeliveryFactory(lead=lead, destination=crm_destination)
 
     for _ in range(2):
         with pytest.raises(services.DeliveryTemporaryError) as raised:
@@ -59,7 +50,9 @@ def test_crm_fails_twice_then_succeeds_and_is_delivered_once(lead, crm_destinati
 
 
 def test_crm_post_is_signed_the_standard_webhooks_way(lead, crm_destination, crm_receiver):
-    services.lead_delivery_send(delivery_id=delivery_to(lead, crm_destination).pk, max_delay_seconds=CAP)
+    services.lead_delivery_send(
+        delivery_id=LeadDeliveryFactory(lead=lead, destination=crm_destination).pk, max_delay_seconds=CAP
+    )
     request = crm_receiver.requests[0]
     headers = request["headers"]
     expected = services.standard_webhook_signature(
@@ -76,7 +69,7 @@ def test_crm_post_is_signed_the_standard_webhooks_way(lead, crm_destination, crm
 
 def test_the_celery_task_retries_until_delivered(lead, crm_destination, crm_receiver):
     crm_receiver.script = [502, 503]
-    delivery = delivery_to(lead, crm_destination)
+    delivery = LeadDeliveryFactory(lead=lead, destination=crm_destination)
     # apply() runs the task here, retries included (eagerly, without the countdown).
     tasks.deliver_lead.apply(args=[delivery.pk])
     delivery.refresh_from_db()
@@ -86,7 +79,7 @@ def test_the_celery_task_retries_until_delivered(lead, crm_destination, crm_rece
 
 def test_4xx_is_final(lead, crm_destination, crm_receiver):
     crm_receiver.script = [422]
-    delivery = delivery_to(lead, crm_destination)
+    delivery = LeadDeliveryFactory(lead=lead, destination=crm_destination)
     tasks.deliver_lead.apply(args=[delivery.pk])
     delivery.refresh_from_db()
     assert (delivery.status, delivery.response_code, delivery.last_error) == ("failed", 422, "HTTP 422")
@@ -96,7 +89,7 @@ def test_4xx_is_final(lead, crm_destination, crm_receiver):
 def test_timeout_is_retried(lead, crm_destination, crm_receiver, settings):
     settings.LEAD_DELIVERY_TIMEOUT_SECONDS = 0.2
     crm_receiver.delay_seconds = 0.5
-    delivery = delivery_to(lead, crm_destination)
+    delivery = LeadDeliveryFactory(lead=lead, destination=crm_destination)
     with pytest.raises(services.DeliveryTemporaryError) as raised:
         services.lead_delivery_send(delivery_id=delivery.pk, max_delay_seconds=CAP)
     assert str(raised.value) == "ReadTimeout"
@@ -106,8 +99,8 @@ def test_timeout_is_retried(lead, crm_destination, crm_receiver, settings):
 
 
 def test_unreachable_crm_is_retried_then_given_up(lead, db):
-    closed = Destination.objects.create(name="Down", kind=Destination.Kind.CRM, url="http://127.0.0.1:9/leads")
-    delivery = delivery_to(lead, closed)
+    closed = DestinationFactory(name="Down", url="http://127.0.0.1:9/leads")  # nothing listens there
+    delivery = LeadDeliveryFactory(lead=lead, destination=closed)
     delivery.attempts = services.MAX_DELIVERY_ATTEMPTS - 1
     delivery.save()
     services.lead_delivery_send(delivery_id=delivery.pk, max_delay_seconds=CAP)
@@ -120,7 +113,7 @@ def test_a_delivery_held_by_another_worker_is_not_sent_in_parallel(lead, crm_des
 
     from django.utils import timezone
 
-    delivery = delivery_to(lead, crm_destination)
+    delivery = LeadDeliveryFactory(lead=lead, destination=crm_destination)
     LeadDelivery.objects.filter(pk=delivery.pk).update(
         status="sending", lease_expires_at=timezone.now() + timedelta(minutes=1)
     )
@@ -141,7 +134,9 @@ def test_backoff_grows_and_is_capped():
 
 
 def test_email_notification(lead, email_destination):
-    services.lead_delivery_send(delivery_id=delivery_to(lead, email_destination).pk, max_delay_seconds=CAP)
+    services.lead_delivery_send(
+        delivery_id=LeadDeliveryFactory(lead=lead, destination=email_destination).pk, max_delay_seconds=CAP
+    )
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert message.to == ["sales@example.com", "oncall@example.com"]
@@ -151,8 +146,10 @@ def test_email_notification(lead, email_destination):
 
 
 def test_slack_compatible_webhook(lead, crm_receiver, db):
-    slack = Destination.objects.create(name="Slack", kind=Destination.Kind.SLACK, url=crm_receiver.url)
-    delivery = services.lead_delivery_send(delivery_id=delivery_to(lead, slack).pk, max_delay_seconds=CAP)
+    slack = DestinationFactory(slack=True, name="Slack", url=crm_receiver.url)
+    delivery = services.lead_delivery_send(
+        delivery_id=LeadDeliveryFactory(lead=lead, destination=slack).pk, max_delay_seconds=CAP
+    )
     assert delivery.status == "delivered"
     text = json.loads(crm_receiver.requests[0]["body"])["text"]
     assert text.startswith(f"*New urgent lead #{lead.pk}*")
@@ -161,7 +158,7 @@ def test_slack_compatible_webhook(lead, crm_receiver, db):
 
 def test_retry_failed_deliveries(lead, crm_destination, crm_receiver, django_capture_on_commit_callbacks):
     crm_receiver.script = [400]
-    delivery = delivery_to(lead, crm_destination)
+    delivery = LeadDeliveryFactory(lead=lead, destination=crm_destination)
     services.lead_delivery_send(delivery_id=delivery.pk, max_delay_seconds=CAP)
     assert services.lead_deliveries_retry(lead=lead) == 1
     services.lead_delivery_send(delivery_id=delivery.pk, max_delay_seconds=CAP)
