@@ -70,6 +70,7 @@ def _read_body(request: Request, *, accepted: tuple[str, ...]) -> tuple[bytes, s
 
 def _refusal(exc: services.WebhookBodyError) -> Response:
     """415 for a content type we do not read, else 400; the error shape, with what was wrong."""
+    http_status: int
     if isinstance(exc, services.WebhookMediaTypeError):
         http_status = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
     else:

@@ -7,6 +7,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,7 +43,8 @@ def retry_delay_seconds(*, attempt: int, cap_seconds: float, retry_after: float 
     if retry_after is not None:
         return max(1.0, min(float(retry_after), cap_seconds))
     delay = _BASE_RETRY_SECONDS * (2 ** max(0, attempt - 1))
-    return min(cap_seconds, delay * random.uniform(0.8, 1.2))
+    jittered: float = delay * random.uniform(0.8, 1.2)
+    return min(cap_seconds, jittered)
 
 
 def lead_to_payload(lead: Lead) -> dict[str, Any]:
@@ -57,7 +59,7 @@ def lead_to_payload(lead: Lead) -> dict[str, Any]:
         "phone": lead.phone or lead.phone_raw,
         "gclid": lead.gclid or None,
         "campaign_id": lead.campaign_external_id,
-        "campaign_name": lead.campaign.name if lead.campaign_id else None,
+        "campaign_name": lead.campaign.name if lead.campaign is not None else None,
         "form_id": lead.form_id,
         "adgroup_id": lead.adgroup_id,
         "creative_id": lead.creative_id,
@@ -123,7 +125,7 @@ def _lead_summary(lead: Lead) -> str:
         f"Name: {lead.full_name or '-'}",
         f"Phone: {lead.phone or lead.phone_raw or '-'}",
         f"Email: {lead.email or '-'}",
-        f"Campaign: {lead.campaign.name if lead.campaign_id else lead.campaign_external_id or '-'}",
+        f"Campaign: {lead.campaign.name if lead.campaign is not None else lead.campaign_external_id or '-'}",
     ]
     lines += [f"{key}: {value}" for key, value in (lead.custom_answers or {}).items()]
     return "\n".join(lines)
@@ -166,7 +168,7 @@ def _send_to_slack(delivery: LeadDelivery, *, cap_seconds: float) -> int:
     )
 
 
-_SENDERS = {
+_SENDERS: dict[str, Callable[..., int]] = {
     Destination.Kind.CRM: _send_to_crm,
     Destination.Kind.EMAIL: _send_email,
     Destination.Kind.SLACK: _send_to_slack,
@@ -264,7 +266,7 @@ def lead_deliveries_retry(*, lead: Lead) -> int:
     """Operator action: send failed deliveries of a lead again, by the route they first took:
     a low lead's email and Slack deliveries go back into the next digest, the others out at once."""
     now = timezone.now()
-    failed = list(
+    failed: list[Any] = list(
         lead.deliveries.filter(status=LeadDelivery.Status.FAILED).values_list("pk", "destination__kind", named=True)
     )
     to_digest = [d.pk for d in failed if lead_delivery_awaits_digest(priority=lead.priority, kind=d.destination__kind)]
@@ -287,7 +289,7 @@ DIGEST_KINDS = frozenset({Destination.Kind.EMAIL, Destination.Kind.SLACK})
 # Leads listed in one digest; the rest wait for the next one.
 LEAD_DIGEST_MAX_LEADS = 200
 # Slack cuts a message's text at 40,000 characters: leads that would not fit wait for the next digest.
-_DIGEST_TEXT_LIMITS = {Destination.Kind.SLACK: 38_000}
+_DIGEST_TEXT_LIMITS: dict[str, int] = {Destination.Kind.SLACK: 38_000}
 # Far longer than one send (an HTTP call is bounded by the delivery timeout): only a worker that
 # died mid-send leaves a claim this old behind.
 _DIGEST_CLAIM_SECONDS = 10 * 60

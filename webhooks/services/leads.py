@@ -7,7 +7,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -274,7 +274,7 @@ def _campaign_for(external_id: int | None) -> Campaign | None:
 
 CONDITION_OPERATORS = ("equals", "not_equals", "contains", "in", "regex", "gt", "gte", "lt", "lte", "exists")
 # Lead attributes a condition can name; any other name is looked up in the custom answers.
-LEAD_FIELDS = {
+LEAD_FIELDS: dict[str, Callable[[Lead], Any]] = {
     "email": lambda lead: lead.email,
     "email_domain": lambda lead: lead.email.rpartition("@")[2] if "@" in lead.email else "",
     "phone": lambda lead: lead.phone,
@@ -282,7 +282,7 @@ LEAD_FIELDS = {
     "full_name": lambda lead: lead.full_name,
     "gclid": lambda lead: lead.gclid,
     "campaign_id": lambda lead: lead.campaign_external_id,
-    "campaign_name": lambda lead: lead.campaign.name if lead.campaign_id else "",
+    "campaign_name": lambda lead: lead.campaign.name if lead.campaign is not None else "",
     "form_id": lambda lead: lead.form_id,
     "adgroup_id": lambda lead: lead.adgroup_id,
     "creative_id": lambda lead: lead.creative_id,
@@ -301,7 +301,7 @@ class CompiledCondition:
     field: str
     op: str
     value: Any
-    pattern: re.Pattern | None = None
+    pattern: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def shared_version(key: str) -> str | None:
     """The change token kept in the shared cache, or None while the cache (Redis) is unreachable:
     receipt and routing must keep working through a cache outage."""
     try:
-        version = cache.get(key)
+        version: str | None = cache.get(key)
         if version is None:
             version = uuid.uuid4().hex
             if not cache.add(key, version, timeout=None):

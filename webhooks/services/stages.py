@@ -52,7 +52,7 @@ def lead_conversion_hook(*, lead: Lead) -> bool:
     from conversions import services as conversion_services
 
     reference = setting("LEAD_CONVERSION_ACTION", "")
-    if not reference and lead.campaign_id:
+    if not reference and lead.campaign is not None:
         action = (
             conversion_selectors.conversion_action_list(
                 filters={"account__platform": "google", "account_id": lead.campaign.account_id, "is_active": True}
