@@ -19,12 +19,13 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from conversions import bootstrap, services
+from conversions import bootstrap
 from conversions.models import ConversionAction
 from platforms.registry import SANDBOX_CA_FILENAME, reset_platforms
 from platforms.sandbox import google as google_sandbox
 from platforms.sandbox import meta as meta_sandbox
 from platforms.sandbox.faults import Faults
+from tests.conversions.factories import ServiceApiKeyFactory
 
 GOOGLE_CUSTOMER = "1234567890"
 GOOGLE_PURCHASE = "880000001"
@@ -101,8 +102,7 @@ def actions(db) -> dict[str, ConversionAction]:
 @pytest.fixture
 def service_key(db) -> str:
     """A raw service API key, as an operator would copy it from admin."""
-    _, raw_key = services.service_api_key_create(name="checkout service")
-    return raw_key
+    return ServiceApiKeyFactory(name="checkout service").raw_key
 
 
 @pytest.fixture

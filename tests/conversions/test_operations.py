@@ -14,6 +14,7 @@ from conversions import bootstrap, services
 from conversions.models import Conversion, ConversionAction, ServiceApiKey
 from conversions.services import uploads
 from tests.conversions.conftest import google_conversion, meta_event
+from tests.conversions.factories import ConversionActionFactory, ConversionFactory
 
 GOOGLE_URL = "/api/v1/conversions/google"
 
@@ -26,13 +27,14 @@ def admin_client_logged_in(client, staff_user):
 
 
 @pytest.fixture
-def ledger(service_client, actions) -> list[Conversion]:
-    """Three Google conversions: one failed, one uploaded, one pending."""
-    service_client.post(GOOGLE_URL, {"conversions": [google_conversion() for _ in range(3)]}, format="json")
-    rows = list(Conversion.objects.order_by("id"))
-    Conversion.objects.filter(pk=rows[0].pk).update(status=Conversion.Status.FAILED, attempts=8, last_error="gave up")
-    Conversion.objects.filter(pk=rows[1].pk).update(status=Conversion.Status.UPLOADED, uploaded_at=timezone.now())
-    return rows
+def ledger(db) -> list[Conversion]:
+    """Three Google conversions of one action: one failed, one uploaded, one pending."""
+    action = ConversionActionFactory()
+    return [
+        ConversionFactory(action=action, failed=True),
+        ConversionFactory(action=action, uploaded=True),
+        ConversionFactory(action=action),
+    ]
 
 
 @pytest.mark.django_db
