@@ -96,13 +96,14 @@ class ServiceAccountConnectionFactory(_StoredConnectionFactory):
 
 
 class SystemUserConnectionFactory(_StoredConnectionFactory):
-    """A Meta system user of a business: a token that does not expire."""
+    """A Meta system user: a token that does not expire. Its business is optional, as in the form
+    (``business_id=`` names one; the adapter then checks the token reaches it)."""
 
     platform = Platform.META
     kind = Connection.Kind.SYSTEM_USER
     label = factory.Sequence(lambda n: f"System user {n}")
     external_user_id = factory.Sequence(lambda n: f"{100_000_000_090_000 + n}")
-    business_id = factory.Sequence(lambda n: f"{200_000_000_100_000 + n}")
+    business_id = ""
     access_token = factory.Sequence(lambda n: f"EAAB-system-user-token-{n:06d}")
     scopes = factory.LazyFunction(lambda: list(META_SCOPES))
 
