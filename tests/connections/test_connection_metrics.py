@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 from connections.models import Connection
+from tests.connections.factories import GoogleOAuthConnectionFactory, SystemUserConnectionFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def test_metrics_count_the_connections_needing_a_reconnect_per_platform(client):
-    Connection.objects.create(platform="google", kind="oauth", label="ops@", status=Connection.Status.NEEDS_RECONNECT)
-    Connection.objects.create(platform="google", kind="oauth", label="agency@", status=Connection.Status.ACTIVE)
-    Connection.objects.create(platform="meta", kind="system_user", label="bo", status=Connection.Status.ACTIVE)
+    GoogleOAuthConnectionFactory(status=Connection.Status.NEEDS_RECONNECT)
+    GoogleOAuthConnectionFactory()  # active
+    SystemUserConnectionFactory()  # active
 
     text = client.get("/metrics").content.decode()
 

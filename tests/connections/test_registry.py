@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.models import AdAccount
 from connections import services
 from connections.models import Connection
 from platforms.registry import get_platform, platform_for, platform_for_account
 from platforms.sandbox.meta import oauth as meta_oauth
+from tests.campaigns.factories import AdAccountFactory
+from tests.connections.factories import SystemUserConnectionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -17,14 +18,12 @@ pytestmark = pytest.mark.django_db
 def test_environment_connection_is_get_platform(sandbox):
     environment = services.connection_environment("google")
     assert platform_for(environment) is get_platform("google")
-    account = AdAccount.objects.create(platform="google", external_id="1234567890", name="x", currency_code="USD")
+    account = AdAccountFactory(platform="google")  # made without a connection
     assert account.connection == environment and platform_for_account(account) is get_platform("google")
 
 
 def test_one_adapter_per_connection_and_credential_version(sandbox):
-    connection = Connection.objects.create(
-        platform="meta", kind="system_user", label="agency", access_token=meta_oauth.AGENCY_SYSTEM_USER_TOKEN
-    )
+    connection = SystemUserConnectionFactory(access_token=meta_oauth.AGENCY_SYSTEM_USER_TOKEN)
     first = platform_for(connection)
     assert platform_for(Connection.objects.get(pk=connection.pk)) is first  # cached across loads
     assert first is not get_platform("meta")
