@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from campaigns import services
-from campaigns.models import AdAccount, AdGroup
-from tests.campaigns.factories import AdAccountFactory, CampaignFactory, add_metrics
+from campaigns.models import AdAccount
+from tests.campaigns.factories import AdAccountFactory, AdGroupFactory, CampaignFactory, add_metrics
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +63,7 @@ def test_the_first_synced_day_only_moves_back(new_account, today):
 
 
 def test_ad_groups_follow_the_same_rule(auth_client, new_account):
-    account, campaign = new_account
-    AdGroup.objects.create(campaign=campaign, account=account, platform=account.platform, external_id="9", name="G")
+    _, campaign = new_account
+    AdGroupFactory(campaign=campaign)
     row = auth_client.get(f"/api/v1/ad-groups/?campaign={campaign.id}").json()["results"][0]
     assert row["data_from"] is None and row["metrics"]["impressions"] is None

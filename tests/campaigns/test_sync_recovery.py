@@ -9,13 +9,13 @@ from django.utils import timezone
 
 from campaigns import services
 from campaigns.models import AdAccount, SyncRun
-from tests.campaigns.factories import AdAccountFactory
+from tests.campaigns.factories import AdAccountFactory, SyncRunFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def _running(account: AdAccount, lease_age: timedelta) -> SyncRun:
-    run = SyncRun.objects.create(account=account, status=SyncRun.Status.RUNNING, started_at=timezone.now())
+    run = SyncRunFactory(account=account, running=True)
     AdAccount.objects.filter(pk=account.pk).update(
         sync_lease_run_id=run.pk, sync_lease_taken_at=timezone.now() - lease_age
     )
