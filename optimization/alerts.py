@@ -644,7 +644,7 @@ class AlertDestinations:
 
     @property
     def channels(self) -> list[str]:
-        channels = []
+        channels: list[str] = []
         if self.email_recipients:
             channels.append(AlertNotification.Channel.EMAIL)
         if self.slack_url:

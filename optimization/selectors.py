@@ -6,12 +6,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import cast
+from uuid import UUID
 
 from django.db.models import BigIntegerField, Count, DecimalField, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from campaigns.models import AdAccount, Campaign, CampaignStatus
+from campaigns.models import AdAccount, AdGroup, Campaign, CampaignStatus
 from optimization.models import AccountBudgetSettings, Alert, OptimizationRun, PlatformCallRecord
 
 # How long resolved alerts stay in the API's "recent" list.
@@ -49,7 +51,7 @@ def pending_run_for(*, campaign: Campaign) -> OptimizationRun | None:
     return pending_change_for(campaign=campaign, ad_group=None)
 
 
-def pending_change_for(*, campaign: Campaign, ad_group=None) -> OptimizationRun | None:
+def pending_change_for(*, campaign: Campaign, ad_group: AdGroup | None = None) -> OptimizationRun | None:
     """The change of this campaign (``ad_group`` None) or ad group still being pushed, if any."""
     runs = OptimizationRun.objects.filter(status=OptimizationRun.Status.PENDING)
     if ad_group is not None:
@@ -139,7 +141,7 @@ def optimizer_accounts() -> QuerySet[AdAccount]:
 _DECIMAL = DecimalField(max_digits=24, decimal_places=4)
 
 
-def _cost_between(date_from: date, date_to: date):
+def _cost_between(date_from: date, date_to: date) -> Coalesce:
     return Coalesce(
         Sum(
             "daily_metrics__cost_micros",
@@ -163,11 +165,13 @@ class CampaignSpend:
 
 def campaign_spend_for_alerts(*, account: AdAccount, today: date) -> list[CampaignSpend]:
     """Enabled campaigns with a daily budget, with today's and the month's spend (account dates)."""
-    rows = (
+    # daily_budget_micros__gt=0 leaves no NULL budget among the rows.
+    rows = cast(
+        QuerySet[Campaign, tuple[UUID, str, int, int, int]],
         Campaign.objects.filter(account=account, status=CampaignStatus.ENABLED, daily_budget_micros__gt=0)
         .annotate(spend_today=_cost_between(today, today), spend_month=_cost_between(today.replace(day=1), today))
         .values_list("id", "name", "daily_budget_micros", "spend_today", "spend_month")
-        .order_by("name")
+        .order_by("name"),
     )
     return [
         CampaignSpend(str(pk), name, account.pk, account.currency_code, budget, today_spend, month_spend)

@@ -10,7 +10,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -217,7 +217,9 @@ def proposal_approve(*, run: OptimizationRun, actor: Any) -> OptimizationRun:
             "proposal_outdated",
         )
     target = Target.of(campaign=campaign)
-    budget_change_check(target=target, new_micros=run.new_budget_micros, reason=run.reason)
+    # The optimizer proposes budgets only, and a budget run's new_budget_micros is never NULL
+    # (the table's check constraint).
+    budget_change_check(target=target, new_micros=cast(int, run.new_budget_micros), reason=run.reason)
     view = platform_view(target)
     if view.budget_level != campaign.budget_level or view.daily_budget_micros != campaign.daily_budget_micros:
         raise refuse(
