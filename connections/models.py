@@ -12,11 +12,16 @@ the API, logs or error pages.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import models
 from django.db.models import Q
 
 from adsplatform.secret_fields import EncryptedCharField
 from campaigns.models import Platform
+
+if TYPE_CHECKING:
+    from platforms.registry import GoogleAdsConfig, MetaConfig
 
 
 class Connection(models.Model):
@@ -70,7 +75,7 @@ class Connection(models.Model):
     def __repr__(self) -> str:  # never a secret, even in a traceback
         return f"<Connection {self.pk} {self.platform}/{self.kind} {self.status}>"
 
-    def adapter_config(self):
+    def adapter_config(self) -> GoogleAdsConfig | MetaConfig:
         """The adapter configuration of this connection (platforms/registry.py builds from it)."""
         from platforms import registry
 

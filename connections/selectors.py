@@ -28,7 +28,8 @@ def connection_list(*, user: Any) -> list[tuple[Connection, list[int]]]:
     ).order_by("platform", "label", "pk")
     if not every:
         connections = connections.filter(accounts__pk__in=admin_of or []).distinct()
-    return [(connection, [a.pk for a in connection.visible_accounts]) for connection in connections]
+    # visible_accounts is the Prefetch's to_attr list, set on each row at run time.
+    return [(connection, [a.pk for a in connection.visible_accounts]) for connection in connections]  # type: ignore[attr-defined]
 
 
 def may_manage_connections(user: Any) -> bool:

@@ -17,6 +17,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -128,7 +129,7 @@ def connect_flow_start(*, session: Any, platform: str, redirect_uri: str, reconn
 
 def _take_flow(session: Any, platform: str, state: str) -> dict[str, Any]:
     flows = dict(session.get(SESSION_KEY) or {})
-    flow = flows.pop(state, None) if state else None
+    flow: dict[str, Any] | None = flows.pop(state, None) if state else None
     session[SESSION_KEY] = flows
     if flow is None or flow.get("platform") != platform:
         raise ConnectError(
@@ -156,7 +157,7 @@ def connect_flow_finish(*, session: Any, platform: str, params: dict[str, str], 
             tokens = oauth.google_exchange_code(
                 endpoints, code=code, redirect_uri=flow["redirect_uri"], code_verifier=flow["verifier"]
             )
-            fields = {"refresh_token": tokens.refresh_token, "scopes": tokens.scope.split()}
+            fields: dict[str, Any] = {"refresh_token": tokens.refresh_token, "scopes": tokens.scope.split()}
             label, reach = _google_validate(fields)
         else:
             now = timezone.now()
@@ -369,7 +370,7 @@ def connection_pick_accounts(*, connection: Connection, external_ids: list[str],
             )
             picked.append(account)
             if created:
-                transaction.on_commit(lambda account=account: backfill.backfill_enqueue_due(account_ids=[account.pk]))
+                transaction.on_commit(partial(backfill.backfill_enqueue_due, account_ids=[account.pk]))
     logger.info(
         "accounts picked",
         extra={"connection_id": connection.pk, "accounts": [a.pk for a in picked], "actor": getattr(actor, "pk", None)},

@@ -28,7 +28,7 @@ from platforms.base import PlatformError
 
 logger = logging.getLogger(__name__)
 
-_NAMES = {Platform.GOOGLE: "Google Ads", Platform.META: "Meta"}
+_NAMES: dict[str, str] = {Platform.GOOGLE: "Google Ads", Platform.META: "Meta"}
 
 
 def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
