@@ -43,7 +43,7 @@ def install() -> None:
             self._default_channel = None
 
     setattr(collect, _MARK, True)
-    Connection.collect = collect
+    Connection.collect = collect  # type: ignore[method-assign]  # the fix replaces kombu's method on purpose
 
 
 def installed() -> bool:

@@ -19,7 +19,7 @@ _APPS_WITH_METRICS = ("campaigns", "conversions", "webhooks", "optimization", "c
 
 
 def database_collectors() -> list:
-    collectors = []
+    collectors: list[object] = []
     for label in _APPS_WITH_METRICS:
         if not apps.is_installed(label):
             continue

@@ -94,7 +94,7 @@ def beat_health(started: float, *, max_age: float = BEAT_MAX_AGE_SECONDS, now: f
         connection.close()  # the next check connects afresh
         return True, f"database unreachable ({type(exc).__name__}): beat cannot write its heartbeat now"
     written = row.beat_at.timestamp() if row is not None and row.beat_at is not None else None
-    if written is None or written < started:
+    if row is None or written is None or written < started:
         return False, f"starting: no heartbeat since beat started {now - started:.0f}s ago"
     host = (row.details or {}).get("host")
     if host != socket.gethostname():

@@ -91,7 +91,7 @@ class EncryptedCharField(models.CharField):
     def get_internal_type(self) -> str:
         return "TextField"
 
-    def db_type(self, connection) -> str:
+    def db_type(self, connection) -> str | None:
         return models.TextField().db_type(connection)
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:

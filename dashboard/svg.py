@@ -315,7 +315,7 @@ def bar_chart(
     )
     bar_w = max(slot * 0.72, 1)
     for index, label in enumerate(x_labels):
-        base = top + plot_h
+        base: float = top + plot_h
         x = left + slot * index + (slot - bar_w) / 2
         for series_index, one in enumerate(series):
             value = one.values[index] or 0
