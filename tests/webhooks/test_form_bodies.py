@@ -228,6 +228,11 @@ def test_a_key_that_is_both_value_and_group_is_400(api_client, relay_source):
     assert error["details"] == {"key": "answers[budget]"}
 
 
+def test_a_form_of_indexes_only_is_a_list_not_a_lead_and_is_400(api_client, relay_source):
+    error = assert_refused(post_form(api_client, [("0", "a@b.org"), ("1", "Jane")]))
+    assert error["details"] == {"reason": "not_an_object"} and "by name" in error["message"]
+
+
 def test_multipart_without_boundary_or_with_a_file_is_400(api_client, relay_source):
     body, content_type = encode_multipart_formdata([("email", "a@b.org")])
     response = api_client.generic("POST", ZAPIER, body, content_type="multipart/form-data", headers=SECRET)

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -155,9 +155,14 @@ def form_fields_unflatten(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
             current.append(value)
         else:
             raise _both_value_and_group(key)
-    # Known gap: a form whose top-level keys are all indexes (0=a&1=b) unflattens to a list, not
-    # the object promised here; the JSON branch of webhook_body_parse refuses non-objects.
-    return cast(dict[str, Any], _as_list_if_indexed(root))
+    unflattened = _as_list_if_indexed(root)
+    if not isinstance(unflattened, dict):
+        # 0=a&1=b is a list, not a lead: refused as the JSON branch refuses a body that is no object.
+        raise WebhookBodyError(
+            "The form's top-level keys are all indexes (0=…&1=…): send the lead's fields by name, e.g. email=….",
+            details={"reason": "not_an_object"},
+        )
+    return unflattened
 
 
 def _both_value_and_group(key: str) -> WebhookBodyError:
