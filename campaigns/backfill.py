@@ -45,7 +45,7 @@ def first_synced_days(account_ids: list[int] | None = None) -> dict[int, date]:
     accounts = AdAccount.objects.filter(data_from__isnull=False)
     if account_ids is not None:
         accounts = accounts.filter(pk__in=account_ids)
-    return dict(accounts.values_list("pk", "data_from"))
+    return {pk: day for pk, day in accounts.values_list("pk", "data_from") if day is not None}
 
 
 def backfill_next_window(account: AdAccount, first_synced: date | None) -> tuple[date, date] | None:
@@ -99,10 +99,10 @@ def backfill_enqueue_due(*, account_ids: list[int] | None = None) -> int:
     if room <= 0:
         return 0
     busy = SyncRun.objects.filter(status__in=_BUSY).values("account_id")
-    candidates = AdAccount.objects.filter(is_active=True, needs_attention=False).exclude(pk__in=busy).order_by("pk")
+    due = AdAccount.objects.filter(is_active=True, needs_attention=False).exclude(pk__in=busy).order_by("pk")
     if account_ids is not None:
-        candidates = candidates.filter(pk__in=account_ids)
-    candidates = list(candidates)
+        due = due.filter(pk__in=account_ids)
+    candidates = list(due)
     firsts = first_synced_days([a.pk for a in candidates])
     queued = 0
     for account in candidates:

@@ -204,7 +204,7 @@ def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
             svg=svg.bar_chart(
                 chart_id="chart-leads",
                 title="Leads per day by priority",
-                desc=f"{range_text}: {sum(sum(s.values) for s in lead_series)} leads, stacked by priority.",
+                desc=f"{range_text}: {sum(sum(counts) for counts in data.leads_by_priority.values())} leads, stacked by priority.",
                 x_labels=labels,
                 series=lead_series,
                 y_label="Leads",
@@ -217,7 +217,7 @@ def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
         )
     )
 
-    lag_rows = [row for row in data.sync_lag if row.lag_minutes is not None]
+    lag_rows = [(row, row.lag_minutes) for row in data.sync_lag if row.lag_minutes is not None]
     blocks.append(
         ChartBlock(
             chart_id="chart-sync-lag",
@@ -229,12 +229,11 @@ def dashboard_charts(data: Dashboard) -> list[ChartBlock]:
                 rows=[
                     svg.HBar(
                         label=row.account.name,
-                        value=row.lag_minutes,
-                        value_label=_lag_text(row.lag_minutes)
-                        + (" · syncing now" if row.account.sync_is_active else ""),
+                        value=lag,
+                        value_label=_lag_text(lag) + (" · syncing now" if row.account.sync_is_active else ""),
                         reference=row.account.sync_interval_minutes,
                     )
-                    for row in lag_rows
+                    for row, lag in lag_rows
                 ],
                 x_label="Minutes since the last sync",
                 reference_label="sync interval",

@@ -19,8 +19,8 @@ from webhooks.models import Priority
 def dashboard_context(params: Mapping[str, Any], *, user: Any) -> dict[str, Any]:
     """What templates/admin/index.html shows: the filter form, tiles, charts; from the GET params,
     over the accounts ``user`` may see."""
-    visible = access.visible_account_ids(user)
-    visible = None if visible is None else frozenset(visible)
+    ids = access.visible_account_ids(user)
+    visible = None if ids is None else frozenset(ids)
     accounts = dashboard_accounts(visible_account_ids=visible)
     # The default range ends on the latest of the accounts' todays (their metric dates), not the
     # site's: an account ahead of UTC has already begun a day the site's date would leave out.

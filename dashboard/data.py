@@ -112,7 +112,7 @@ class PacingRow:
 
     @property
     def percent(self) -> float | None:
-        if not self.expected_to_date_micros:
+        if self.spend_month_micros is None or not self.expected_to_date_micros:
             return None
         return round(100 * self.spend_month_micros / self.expected_to_date_micros, 1)
 

@@ -47,12 +47,14 @@ class DashboardFilterForm(forms.Form):
             initial={"date_from": self.default_from, "date_to": self.default_to},
             auto_id="dashboard-%s",
         )
-        self.fields["account"].choices = [("", "All accounts")] + [
+        account_field = self.fields["account"]
+        assert isinstance(account_field, forms.TypedChoiceField)
+        account_field.choices = [("", "All accounts")] + [
             (account.id, f"{account.name} ({account.platform_label}, {account.currency_code})") for account in accounts
         ]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         date_from, date_to = cleaned.get("date_from"), cleaned.get("date_to")
         if date_from and date_to:
             if date_from > date_to:
