@@ -58,11 +58,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+PLATFORM_APP = "adsplatform.wsgi:application"
+FLOOR_APP = "bench.floor_app:application"
+
+
 @contextmanager
-def gunicorn(env: dict[str, str], workers: int = 2):
-    """Serve the platform on a loopback port for the duration of the block."""
+def gunicorn(
+    env: dict[str, str],
+    workers: int = 2,
+    *,
+    app: str = PLATFORM_APP,
+    threads: int | None = None,
+    worker_connections: int | None = None,
+):
+    """Serve ``app`` on a loopback port for the duration of the block, with the platform's gunicorn.conf.py.
+
+    The platform and its HTTP floor (``FLOOR_APP``) are started by this one function, so the
+    two differ only in the application.
+    """
     port = free_port()
     full_env = {**os.environ, **env, "WEB_CONCURRENCY": str(workers), "ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    if threads is not None:
+        full_env["GUNICORN_THREADS"] = str(threads)
+    if worker_connections is not None:
+        full_env["GUNICORN_WORKER_CONNECTIONS"] = str(worker_connections)
     # gunicorn's log goes to a file: an unread pipe would block it once the pipe is full.
     log = tempfile.NamedTemporaryFile(prefix="bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
@@ -72,7 +91,9 @@ def gunicorn(env: dict[str, str], workers: int = 2):
             str(ROOT / "gunicorn.conf.py"),
             "--bind",
             f"127.0.0.1:{port}",
-            "adsplatform.wsgi",
+            "--log-level",
+            "warning",
+            app,
         ],
         cwd=ROOT,
         env=full_env,
@@ -83,6 +104,8 @@ def gunicorn(env: dict[str, str], workers: int = 2):
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError("gunicorn exited: " + Path(log.name).read_text()[-2000:])
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
                 conn.request("GET", "/healthz")
@@ -95,7 +118,11 @@ def gunicorn(env: dict[str, str], workers: int = 2):
         yield port
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
         log.close()
         os.unlink(log.name)
 
@@ -210,6 +237,97 @@ def http_load(
     result.seconds = time.perf_counter() - started
     result.requests = len(result.latencies_ms)
     return result
+
+
+def open_loop_load(
+    port: int,
+    make_request: Callable[[int], tuple[str, str, bytes | None, dict[str, str]]],
+    *,
+    rate: float,
+    total: int,
+    max_connections: int = 256,
+    timeout: float = 10.0,
+) -> LoadResult:
+    """Send ``total`` requests at a fixed arrival rate, whatever the server's pace (an open loop).
+
+    A closed loop (``http_load``) waits for each answer before the next request, so a slow
+    server is sent less and its queue never shows: the tail it reports is flattered
+    ("coordinated omission"). Here request ``i`` is due at ``start + i / rate``; it goes out on
+    an idle keep-alive connection, or a new one while fewer than ``max_connections`` are open,
+    and its latency counts from when it was due, so time spent waiting for a connection is
+    counted too. None of the maintained open-loop generators (wrk2, vegeta, k6) is packaged
+    for this project's package sources, so this one shares the closed loop's HTTP code.
+    """
+    requests_bytes = [_request_bytes(port, *make_request(index)) for index in range(total)]
+    result = LoadResult(requests=0, seconds=0.0)
+
+    async def main() -> None:
+        idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        slots = asyncio.Semaphore(max_connections)
+
+        async def send(request: bytes, due: float) -> None:
+            async with slots:
+                connection = idle.pop() if idle else None
+                try:
+                    if connection is None:
+                        connection = await asyncio.open_connection("127.0.0.1", port)
+                    reader, writer = connection
+                    writer.write(request)
+                    status, keep_alive = await asyncio.wait_for(_read_response(reader), timeout)
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
+                    status, keep_alive = 0, False
+                result.latencies_ms.append((time.perf_counter() - due) * 1000)
+                result.statuses[status] = result.statuses.get(status, 0) + 1
+                if connection is not None:
+                    if keep_alive:
+                        idle.append(connection)
+                    else:
+                        connection[1].close()
+
+        start = time.perf_counter()
+        in_flight = []
+        for index, request in enumerate(requests_bytes):
+            due = start + index / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            in_flight.append(asyncio.create_task(send(request, due)))
+        await asyncio.gather(*in_flight)
+        for _, writer in idle:
+            writer.close()
+
+    started = time.perf_counter()
+    asyncio.run(main())
+    result.seconds = time.perf_counter() - started
+    result.requests = len(result.latencies_ms)
+    return result
+
+
+def alternate(rounds: int, loads: dict[str, Callable[[], LoadResult]]) -> dict[str, dict]:
+    """Run each load once a round, in turn (the order flips every round); the medians of the rounds.
+
+    Alternating spreads the machine's drift (another process, CPU frequency, the database's
+    caches) over both sides of a comparison instead of landing it all on one.
+    """
+    summaries: dict[str, list[dict]] = {name: [] for name in loads}
+    names = list(loads)
+    for round_number in range(rounds):
+        for name in names if round_number % 2 == 0 else reversed(names):
+            summaries[name].append(loads[name]().summary())
+    medians = {}
+    for name, runs in summaries.items():
+        statuses: dict[int, int] = {}
+        for run in runs:
+            for status, count in run["statuses"].items():
+                statuses[status] = statuses.get(status, 0) + count
+        medians[name] = {
+            "rounds": len(runs),
+            "requests": sum(run["requests"] for run in runs),
+            **{key: statistics.median(run[key] for run in runs) for key in ("rps", "p50_ms", "p99_ms", "mean_ms")},
+            "rps_each_round": [run["rps"] for run in runs],
+            "statuses": statuses,
+        }
+    return medians
 
 
 def peak_rss_mb() -> float:
