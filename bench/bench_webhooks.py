@@ -2,9 +2,12 @@
 
 Starts gunicorn on a loopback ephemeral port against the database given (PostgreSQL for
 figures that mean anything), posts flat Make.com leads with the shared secret, as JSON and
-then as form-urlencoded bodies, and prints accepted/s with p50/p99 latency for each. Beside
-it, the floor: the same rows inserted one per transaction straight through psycopg from C
-threads, i.e. what the database alone allows.
+as form-urlencoded bodies, and prints accepted/s with p50/p99 latency for each. Beside it:
+
+- the HTTP floor: ``bench/floor_app.py`` under the same gunicorn settings, loaded by the same
+  generator in alternating rounds (secret check, the same INSERT, orjson);
+- an open loop at a fixed arrival rate against both, for the tail a closed loop hides;
+- the in-process floor: the same rows inserted one per transaction from C psycopg threads.
 Ends with one JSON line of the results.
 
     .venv/bin/python bench/bench_webhooks.py --database-url postgres://postgres@127.0.0.1:5432/webhooks_bench
@@ -16,19 +19,17 @@ The broker is the embedded default (a file-system queue in a temporary VAR_DIR) 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import secrets
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
@@ -38,9 +39,19 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import emit, ensure_database, free_port, http_load  # noqa: E402
+from bench.common import (  # noqa: E402
+    FLOOR_APP,
+    LoadResult,
+    alternate,
+    emit,
+    ensure_database,
+    gunicorn,
+    http_load,
+    open_loop_load,
+)
 
 PATH = "/api/v1/webhooks/zapier"
+FLOOR_PATH = "/floor/webhooks"
 
 
 def lead_fields(run_id: str, index: int) -> dict[str, str]:
@@ -74,48 +85,38 @@ BODIES = {
 }
 
 
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index]
-
-
-def run_http(port: int, secret: str, run_id: str, total: int, concurrency: int, body: str = "json") -> dict:
+def run_http(port: int, secret: str, run_id: str, total: int, concurrency: int, body: str = "json") -> LoadResult:
     """``total`` distinct leads from ``concurrency`` keep-alive clients (bench.common.http_load)."""
     encode, content_type = BODIES[body]
     headers = {"Content-Type": content_type, "X-Webhook-Secret": secret}
-    load = http_load(
+    return http_load(
         port, lambda index: ("POST", PATH, encode(run_id, index), headers), total=total, concurrency=concurrency
     )
-    latencies = sorted(load.latencies_ms)
-    accepted = load.statuses.get(202, 0)
-    return {
-        "requests": total,
-        "accepted": accepted,
-        "statuses": {str(k): v for k, v in sorted(load.statuses.items())},
-        "seconds": round(load.seconds, 3),
-        "accepted_per_s": round(accepted / load.seconds, 1),
-        "p50_ms": round(percentile(latencies, 0.50), 2),
-        "p99_ms": round(percentile(latencies, 0.99), 2),
-        "max_ms": round(latencies[-1], 2) if latencies else None,
-        "mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
-    }
 
 
-def run_floor(database_url: str, source_id: int, run_id: str, total: int, concurrency: int) -> dict:
-    """The same rows, one INSERT per transaction, straight from psycopg: the database's own pace."""
-    latencies: list[float] = []
+def run_floor_http(port: int, secret: str, run_id: str, total: int, concurrency: int) -> LoadResult:
+    """The same leads to the HTTP floor: secret check, one INSERT, orjson (bench/floor_app.py)."""
+    headers = {"Content-Type": "application/json", "X-Webhook-Secret": secret}
+    return http_load(
+        port,
+        lambda index: ("POST", FLOOR_PATH, lead_body(run_id, index), headers),
+        total=total,
+        concurrency=concurrency,
+    )
+
+
+def run_in_process_floor(database_url: str, source_id: int, run_id: str, total: int, concurrency: int) -> LoadResult:
+    """The same rows, one INSERT per transaction, straight from psycopg threads: no HTTP at all."""
+    result = LoadResult(requests=0, seconds=0.0)
     lock = threading.Lock()
     next_index = iter(range(total))
-    index_lock = threading.Lock()
     headers = json.dumps({"content-type": "application/json", "user-agent": "bench"})
 
     def writer() -> None:
         local = []
         with psycopg.connect(database_url, autocommit=True) as conn:
             while True:
-                with index_lock:
+                with lock:
                     index = next(next_index, None)
                 if index is None:
                     break
@@ -127,38 +128,24 @@ def run_floor(database_url: str, source_id: int, run_id: str, total: int, concur
                     " '', now())",
                     (source_id, f"lead:{run_id}-{index}", body, headers),
                 )
-                local.append(time.perf_counter() - started)
+                local.append((time.perf_counter() - started) * 1000)
         with lock:
-            latencies.extend(local)
+            result.latencies_ms.extend(local)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         for future in [pool.submit(writer) for _ in range(concurrency)]:
             future.result()
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "rows": total,
-        "seconds": round(elapsed, 3),
-        "rows_per_s": round(total / elapsed, 1),
-        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
-    }
+    result.seconds = time.perf_counter() - started
+    result.requests = len(result.latencies_ms)
+    return result
 
 
-def wait_until_up(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"gunicorn exited with {process.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("gunicorn did not answer /healthz in time")
+def stored_count(database_url: str, prefix: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM webhooks_webhookevent WHERE dedupe_key LIKE %s", (f"lead:{prefix}%",)
+        ).fetchone()[0]
 
 
 def main() -> int:
@@ -180,6 +167,7 @@ def main() -> int:
         help="keep-alive connections per worker (default: the clients spread evenly, plus one; fly.toml's rule)",
     )
     parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds, platform and floor")
     args = parser.parse_args()
 
     worker_connections = args.worker_connections or -(-args.concurrency // args.workers) + 1
@@ -217,51 +205,79 @@ def main() -> int:
         .splitlines()[-1]
     )
 
-    port = free_port()
-    gunicorn = subprocess.Popen(
-        [
-            python,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(ROOT / "gunicorn.conf.py"),
-            "adsplatform.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.workers),
-            "--worker-connections",
-            str(worker_connections),
-            "--threads",
-            str(args.threads),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        wait_until_up(port, gunicorn)
-        run_id = uuid.uuid4().hex[:12]
+    server_env = {**env, "FLOOR_WEBHOOK_SECRET": secret, "FLOOR_WEBHOOK_SOURCE_ID": str(source_id)}
+    shape = {"threads": args.threads, "worker_connections": worker_connections}
+    run_id = uuid.uuid4().hex[:12]
+    rounds: dict[str, list[str]] = {}
+    with (
+        gunicorn(server_env, args.workers, **shape) as port,
+        gunicorn(server_env, args.workers, app=FLOOR_APP, **shape) as floor_port,
+    ):
         run_http(port, secret, f"warm-{run_id}", args.warmup, args.concurrency)
-        http_result = run_http(port, secret, run_id, args.requests, args.concurrency)
+        run_floor_http(floor_port, secret, f"warm-floor-{run_id}", args.warmup, args.concurrency)
         run_http(port, secret, f"warm-form-{run_id}", args.warmup, args.concurrency, body="form")
-        form_result = run_http(port, secret, f"form-{run_id}", args.requests, args.concurrency, body="form")
-    finally:
-        gunicorn.send_signal(signal.SIGTERM)
-        try:
-            gunicorn.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            gunicorn.kill()
+        per_round = args.requests // args.rounds
 
-    with psycopg.connect(args.database_url) as conn:
-        stored = conn.execute(
-            "SELECT count(*) FROM webhooks_webhookevent WHERE dedupe_key LIKE %s", (f"lead:{run_id}-%",)
-        ).fetchone()[0]
-        form_stored = conn.execute(
-            "SELECT count(*) FROM webhooks_webhookevent WHERE dedupe_key LIKE %s", (f"lead:form-{run_id}-%",)
-        ).fetchone()[0]
-    floor = run_floor(args.database_url, source_id, f"floor-{run_id}", args.requests, args.concurrency)
+        def load(name: str, send: Callable[[str], LoadResult]) -> Callable[[], LoadResult]:
+            def one_round() -> LoadResult:
+                prefix = f"{name}-{run_id}-{len(rounds.setdefault(name, []))}-"
+                rounds[name].append(prefix)
+                return send(prefix)
+
+            return one_round
+
+        closed = alternate(
+            args.rounds,
+            {
+                "platform": load("json", lambda p: run_http(port, secret, p, per_round, args.concurrency)),
+                "platform form": load(
+                    "form", lambda p: run_http(port, secret, p, per_round, args.concurrency, body="form")
+                ),
+                "floor": load("floor", lambda p: run_floor_http(floor_port, secret, p, per_round, args.concurrency)),
+            },
+        )
+        # Open loop at 60% of what the platform sustained, the same rate at both.
+        rate = max(10.0, 0.6 * closed["platform"]["rps"])
+        open_total = int(rate * 5)
+        open_loop = alternate(
+            args.rounds,
+            {
+                "platform": load(
+                    "open",
+                    lambda p: open_loop_load(
+                        port,
+                        lambda i: (
+                            "POST",
+                            PATH,
+                            lead_body(p, i),
+                            {"Content-Type": "application/json", "X-Webhook-Secret": secret},
+                        ),
+                        rate=rate,
+                        total=open_total,
+                    ),
+                ),
+                "floor": load(
+                    "open-floor",
+                    lambda p: open_loop_load(
+                        floor_port,
+                        lambda i: (
+                            "POST",
+                            FLOOR_PATH,
+                            lead_body(p, i),
+                            {"Content-Type": "application/json", "X-Webhook-Secret": secret},
+                        ),
+                        rate=rate,
+                        total=open_total,
+                    ),
+                ),
+            },
+        )
+
+    stored = sum(stored_count(args.database_url, prefix) for prefix in rounds["json"])
+    form_stored = sum(stored_count(args.database_url, prefix) for prefix in rounds["form"])
+    floor_stored = sum(stored_count(args.database_url, prefix) for prefix in rounds["floor"])
+    measured = per_round * args.rounds
+    in_process = run_in_process_floor(args.database_url, source_id, f"inproc-{run_id}", measured, args.concurrency)
     shutil.rmtree(var_dir, ignore_errors=True)
     if args.redis_url:
         import redis
@@ -270,72 +286,68 @@ def main() -> int:
         client.delete("celery", *client.keys("celery\x06\x16*"))  # the messages no worker consumed, every priority
 
     print(
-        f"\n{args.requests} posts to {PATH}, {args.concurrency} clients, gunicorn {args.workers} workers"
-        f" x {args.threads} threads, {worker_connections} connections each"
+        f"\n{measured} posts to {PATH} in {args.rounds} alternating rounds, {args.concurrency} clients,"
+        f" gunicorn {args.workers} workers x {args.threads} threads, {worker_connections} connections each"
     )
-    print(f"{'':24}{'per second':>12}{'p50 ms':>10}{'p99 ms':>10}")
-    print(
-        f"{'webhook accepted (202)':24}{http_result['accepted_per_s']:>12}{http_result['p50_ms']:>10}{http_result['p99_ms']:>10}"
-    )
-    print(
-        f"{'form body accepted (202)':24}{form_result['accepted_per_s']:>12}{form_result['p50_ms']:>10}{form_result['p99_ms']:>10}"
-    )
-    print(f"{'floor: bare INSERT/txn':24}{floor['rows_per_s']:>12}{floor['p50_ms']:>10}{floor['p99_ms']:>10}")
-    print(f"statuses json {http_result['statuses']}, form {form_result['statuses']}")
-    print(f"stored json {stored}, form {form_stored} of {args.requests} each\n")
-    result = {
-        "bench": "webhooks_receipt",
-        "requests": args.requests,
-        "concurrency": args.concurrency,
-        "gunicorn": {"workers": args.workers, "threads": args.threads, "worker_connections": worker_connections},
-        "broker": "redis" if args.redis_url else "filesystem",
-        "cpus": os.cpu_count(),
-        "http": http_result,
-        "stored": stored,
-        "http_form": form_result,
-        "stored_form": form_stored,
-        "floor": floor,
-    }
-    print(json.dumps(result))
+    for name, summary in {**closed, **{f"open {k}": v for k, v in open_loop.items()}}.items():
+        print(f"{name:16}", summary)
+    print("in-process floor", in_process.summary())
+    print(f"stored json {stored}, form {form_stored}, floor {floor_stored} of {measured} each\n")
+    platform, form, http_floor = closed["platform"], closed["platform form"], closed["floor"]
+    accepted = platform["statuses"].get(202, 0)
+    form_accepted = form["statuses"].get(202, 0)
     emit(
         "webhooks",
         [
             {
-                "figure": f"webhooks accepted/s ({args.concurrency} clients)",
-                "value": http_result["accepted_per_s"],
-                "floor": floor["rows_per_s"],
-                "floor_name": "bare INSERT per transaction",
-                "target": "",
+                "figure": f"webhooks accepted/s ({args.concurrency} clients, median of {args.rounds} rounds)",
+                "value": platform["rps"],
+                "floor": http_floor["rps"],
+                "floor_name": "HTTP floor: secret, INSERT, orjson",
+                "target": "≥ 0.5× floor",
             },
             {
                 "figure": "webhook p50 (ms)",
-                "value": http_result["p50_ms"],
-                "floor": floor["p50_ms"],
-                "floor_name": "bare INSERT p50",
+                "value": platform["p50_ms"],
+                "floor": http_floor["p50_ms"],
+                "floor_name": "HTTP floor p50",
                 "target": "",
             },
             {
                 "figure": "webhook p99 (ms)",
-                "value": http_result["p99_ms"],
-                "floor": floor["p99_ms"],
-                "floor_name": "bare INSERT p99",
+                "value": platform["p99_ms"],
+                "floor": http_floor["p99_ms"],
+                "floor_name": "HTTP floor p99",
                 "target": "< 50",
             },
-            {"figure": "webhooks stored", "value": stored, "target": f"= {args.requests}"},
             {
-                "figure": f"webhooks accepted/s, form body ({args.concurrency} clients)",
-                "value": form_result["accepted_per_s"],
-                "floor": floor["rows_per_s"],
-                "floor_name": "bare INSERT per transaction",
+                "figure": f"webhook open loop {rate:,.0f}/s: p99 (ms)",
+                "value": open_loop["platform"]["p99_ms"],
+                "floor": open_loop["floor"]["p99_ms"],
+                "floor_name": "HTTP floor, same rate",
                 "target": "",
             },
-            {"figure": "webhook p50, form body (ms)", "value": form_result["p50_ms"], "target": ""},
-            {"figure": "webhook p99, form body (ms)", "value": form_result["p99_ms"], "target": "< 50"},
-            {"figure": "webhooks stored, form body", "value": form_stored, "target": f"= {args.requests}"},
+            {
+                "figure": "webhooks accepted/s, in-process floor",
+                "value": platform["rps"],
+                "floor": in_process.rps,
+                "floor_name": "bare INSERT per transaction, no HTTP",
+                "target": "",
+            },
+            {"figure": "webhooks stored", "value": stored, "target": f"= {measured}"},
+            {
+                "figure": f"webhooks accepted/s, form body ({args.concurrency} clients)",
+                "value": form["rps"],
+                "floor": http_floor["rps"],
+                "floor_name": "HTTP floor (JSON)",
+                "target": "",
+            },
+            {"figure": "webhook p99, form body (ms)", "value": form["p99_ms"], "target": "< 50"},
+            {"figure": "webhooks stored, form body", "value": form_stored, "target": f"= {measured}"},
         ],
     )
-    complete = stored == form_stored == args.requests
-    return 0 if complete and http_result["accepted"] == form_result["accepted"] == args.requests else 1
+    complete = stored == form_stored == measured
+    return 0 if complete and accepted == form_accepted == measured else 1
 
 
 if __name__ == "__main__":
