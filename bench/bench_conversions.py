@@ -1,11 +1,13 @@
 """Conversions benchmark: 10,000 Google click conversions, ingested over HTTP, uploaded through the sandbox.
 
-    .venv/bin/python bench/bench_conversions.py                      # SQLite in a temporary folder
+    .venv/bin/python bench/bench_conversions.py     # PostgreSQL database conversions_bench
     DATABASE_URL=postgres://... .venv/bin/python bench/bench_conversions.py   # a database of its own
 
-1. Starts both emulators (ephemeral ports, a temporary CA) and a gunicorn on a loopback port.
-2. Ingest: half the conversions one per request, half in batches, each from 16 concurrent
-   clients with X-Service-Auth; requests/s and conversions/s for each.
+1. Starts both emulators (ephemeral ports, a temporary CA), the platform under gunicorn and the
+   HTTP floor (``bench/floor_app.py``: key check, one INSERT, orjson) under the same settings.
+2. Ingest: half the conversions one per request, in alternating rounds with the same number
+   posted to the floor, half in batches, each from 16 keep-alive clients with X-Service-Auth
+   (``bench.common.http_load``); requests/s and conversions/s for each.
 3. Upload: a separate worker process runs the uploader once; Google should see 5 requests of
    2,000. Reports requests, end-to-end time, the worker's peak memory, copies at the sandbox.
 
@@ -16,16 +18,16 @@ DATABASE_URL is emptied of conversions first: give it one of its own.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,9 +36,17 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import emit, free_port  # noqa: E402
+from bench.common import (  # noqa: E402
+    FLOOR_APP,
+    LoadResult,
+    alternate,
+    emit,
+    ensure_database,
+    gunicorn,
+    http_load,
+)
 
-sys.path.insert(0, str(ROOT))
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/conversions_bench"
 
 GOOGLE_ACTION = "880000001"
 CLIENTS = 16
@@ -62,41 +72,8 @@ def conversion(run_id: str, n: int, when: datetime) -> dict:
     }
 
 
-def post_all(url: str, key: str, bodies: list, clients: int) -> tuple[float, int]:
-    """POST every body from ``clients`` threads, each with its own keep-alive session."""
-    local = threading.local()
-    failures = 0
-    lock = threading.Lock()
-
-    def send(body) -> None:
-        nonlocal failures
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = requests.Session()
-            session.headers.update({"X-Service-Auth": key, "Content-Type": "application/json"})
-        response = session.post(url, data=json.dumps(body), timeout=60)
-        if response.status_code not in (200, 202):
-            with lock:
-                failures += 1
-                if failures <= 3:
-                    print(f"  {response.status_code}: {response.text[:300]}", file=sys.stderr)
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        list(pool.map(send, bodies))
-    return time.perf_counter() - start, failures
-
-
-def wait_for(url: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"gunicorn did not answer at {url}")
+def statuses_other_than(load: LoadResult, accepted: tuple[int, ...]) -> int:
+    return sum(count for status, count in load.statuses.items() if status not in accepted)
 
 
 def worker() -> None:
@@ -115,7 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conversions", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--web-workers", type=int, default=4)
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers, platform and floor alike")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of single posts, platform and floor")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -129,8 +107,11 @@ def main() -> None:
     google = google_sandbox.start(host="127.0.0.1", cert_dir=work_dir / "sandbox")
     meta = meta_sandbox.start(host="127.0.0.1")
     service_key = "bench-" + uuid.uuid4().hex
+    database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    ensure_database(database_url)
     env = {
         **os.environ,
+        "DATABASE_URL": database_url,
         "DJANGO_SETTINGS_MODULE": "adsplatform.settings",
         "VAR_DIR": str(work_dir / "var"),
         "ADS_SANDBOX": "1",
@@ -151,61 +132,83 @@ def main() -> None:
     from django.db import connection
 
     from conversions import bootstrap
-    from conversions.models import Conversion, IngestRequest
+    from conversions.models import Conversion, ConversionAction, IngestRequest
 
     call_command("migrate", interactive=False, verbosity=0)
     bootstrap.run(stdout=sys.stderr)
     Conversion.objects.all().delete()
     IngestRequest.objects.all().delete()
+    action = ConversionAction.objects.get(account__platform="google", external_id=GOOGLE_ACTION)
+    floor_env = {
+        **env,
+        "FLOOR_SERVICE_KEY_SHA256": hashlib.sha256(service_key.encode()).hexdigest(),
+        "FLOOR_ACCOUNT_ID": str(action.account_id),
+        "FLOOR_ACTION_ID": str(action.pk),
+    }
     database = connection.vendor
     connection.close()
 
-    port = free_port()
-    web = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "adsplatform.wsgi",
-            "-c",
-            str(ROOT / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.web_workers),
-            "--max-requests",
-            "0",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     results: dict = {"benchmark": "conversions", "database": database, "conversions": args.conversions}
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for(f"{base}/healthz")
-        url = f"{base}/api/v1/conversions/google"
+    headers = {"X-Service-Auth": service_key, "Content-Type": "application/json"}
+    with (
+        gunicorn(env, args.web_workers) as port,
+        gunicorn(floor_env, args.web_workers, app=FLOOR_APP) as floor_port,
+    ):
+        url = f"http://127.0.0.1:{port}/api/v1/conversions/google"
         run_id = uuid.uuid4().hex[:8]
         now = datetime.now(UTC).replace(microsecond=0)
         bodies = [conversion(run_id, n, now) for n in range(args.conversions)]
         half = args.conversions // 2
         singles, batched = bodies[:half], bodies[half:]
         batches = [{"conversions": batched[i : i + args.batch_size]} for i in range(0, len(batched), args.batch_size)]
+        floor_bodies = [conversion(f"floor{run_id}", n, now) for n in range(half)]
+        per_round = half // args.rounds
+        sent = {"platform": 0, "floor": 0}
 
-        seconds, failures = post_all(url, service_key, singles, CLIENTS)
-        results["ingest_single"] = {
-            "requests": len(singles),
-            "seconds": round(seconds, 2),
-            "requests_per_s": round(len(singles) / seconds, 1),
-            "failures": failures,
-        }
-        seconds, failures = post_all(url, service_key, batches, CLIENTS)
+        def posts(name: str, target_port: int, path: str, pool: list) -> Callable[[], LoadResult]:
+            def one_round() -> LoadResult:
+                start, sent[name] = sent[name], sent[name] + per_round
+                chunk = pool[start : start + per_round]
+                return http_load(
+                    target_port,
+                    lambda i: ("POST", path, json.dumps(chunk[i]).encode(), headers),
+                    total=len(chunk),
+                    concurrency=CLIENTS,
+                )
+
+            return one_round
+
+        single = alternate(
+            args.rounds,
+            {
+                "platform": posts("platform", port, "/api/v1/conversions/google", singles),
+                "floor": posts("floor", floor_port, "/floor/conversions", floor_bodies),
+            },
+        )
+        results["ingest_single"] = single["platform"]
+        results["ingest_single_floor"] = single["floor"]
+        leftover = singles[sent["platform"] :]  # what the rounds did not divide evenly, untimed
+        http_load(
+            port,
+            lambda i: ("POST", "/api/v1/conversions/google", json.dumps(leftover[i]).encode(), headers),
+            total=len(leftover),
+            concurrency=CLIENTS,
+        )
+        # The floor's rows are not the platform's to upload.
+        Conversion.objects.filter(source="floor").delete()
+        batch_load = http_load(
+            port,
+            lambda i: ("POST", "/api/v1/conversions/google", json.dumps(batches[i]).encode(), headers),
+            total=len(batches),
+            concurrency=CLIENTS,
+        )
         results["ingest_batch"] = {
             "requests": len(batches),
             "batch_size": args.batch_size,
-            "seconds": round(seconds, 2),
-            "requests_per_s": round(len(batches) / seconds, 1),
-            "conversions_per_s": round(len(batched) / seconds, 1),
-            "failures": failures,
+            "seconds": round(batch_load.seconds, 2),
+            "requests_per_s": round(batch_load.rps, 1),
+            "conversions_per_s": round(len(batched) / batch_load.seconds, 1),
+            "failures": statuses_other_than(batch_load, (200, 201, 202)),
         }
         # A repeat of a batch must create nothing.
         repeat = requests.post(url, json=batches[0], headers={"X-Service-Auth": service_key}, timeout=60)
@@ -234,18 +237,24 @@ def main() -> None:
             1 for c in google.state.conversions if c.order_id.startswith(f"bench-{run_id}-")
         )
         results["ledger_uploaded"] = Conversion.objects.filter(status=Conversion.Status.UPLOADED).count()
-    finally:
-        web.terminate()
-        web.wait(timeout=30)
-        google.stop()
-        meta.stop()
+    google.stop()
+    meta.stop()
     print(json.dumps(results))
     emit(
         "conversions",
         [
             {
-                "figure": "conversion ingest, single posts req/s (16 clients)",
-                "value": results["ingest_single"]["requests_per_s"],
+                "figure": f"conversion ingest, single posts req/s (16 clients, median of {args.rounds} rounds)",
+                "value": results["ingest_single"]["rps"],
+                "floor": results["ingest_single_floor"]["rps"],
+                "floor_name": "HTTP floor: key, INSERT, orjson",
+                "target": "",
+            },
+            {
+                "figure": "conversion ingest, single posts p99 (ms)",
+                "value": results["ingest_single"]["p99_ms"],
+                "floor": results["ingest_single_floor"]["p99_ms"],
+                "floor_name": "HTTP floor p99",
                 "target": "",
             },
             {
