@@ -127,7 +127,9 @@ class Campaign(models.Model):
 class DailyMetric(models.Model):
     """One campaign's numbers for one day, dated in the ad account's time zone."""
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="daily_metrics")
+    # No index of its own: the unique (campaign, date) constraint leads with it and serves every
+    # lookup by campaign; a second index only slowed the sync's bulk writes.
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="daily_metrics", db_index=False)
     date = models.DateField()
     impressions = models.BigIntegerField(default=0)
     clicks = models.BigIntegerField(default=0)
@@ -195,7 +197,8 @@ class AdGroupDailyMetric(models.Model):
     """One ad group's numbers for one day. Campaign totals never read these rows: the
     platforms report the campaign level itself, so adding both would count spend twice."""
 
-    ad_group = models.ForeignKey(AdGroup, on_delete=models.CASCADE, related_name="daily_metrics")
+    # Indexed by the unique (ad group, date) constraint, as DailyMetric.campaign is.
+    ad_group = models.ForeignKey(AdGroup, on_delete=models.CASCADE, related_name="daily_metrics", db_index=False)
     date = models.DateField()
     impressions = models.BigIntegerField(default=0)
     clicks = models.BigIntegerField(default=0)
