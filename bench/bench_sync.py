@@ -62,7 +62,7 @@ def main() -> None:
             raise RuntimeError(f"sandbox did not start: {ready}")
         django_setup(url, ADS_SANDBOX="1", ADS_SANDBOX_DIR=sandbox_dir, **ports)
         from django.core.management import call_command
-        from django.db import connection
+        from django.db import connection, transaction
 
         from campaigns import services, upserts
         from campaigns.models import AdAccount, AdGroup, AdGroupDailyMetric, Campaign, DailyMetric
@@ -106,12 +106,10 @@ def main() -> None:
         write_seconds = time.perf_counter() - started
         del campaign_rows, ad_group_rows
 
-        # Floor: COPY the same rows (read back from the table) into a scratch table.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "CREATE TEMP TABLE copy_floor AS SELECT campaign_id, date, impressions, clicks, cost_micros, "
-                "conversions, conversion_value_micros, updated_at FROM campaigns_dailymetric WITH NO DATA"
-            )
+        # Floors: COPY the same rows (read back from the tables) into scratch tables. The floor is a
+        # table of the metric table's own shape (indexes, unique constraint, foreign key): the same
+        # work as the sync's write, done the plainest way. Beside it, labelled, a bare temporary
+        # table (no index, no WAL): what COPY alone costs.
         columns = (
             "date",
             "impressions",
@@ -123,18 +121,39 @@ def main() -> None:
         )
         values = list(DailyMetric.objects.filter(campaign__account=account).values_list("campaign_id", *columns))
         values += AdGroupDailyMetric.objects.filter(ad_group__account=account).values_list("ad_group_id", *columns)
-        raw = connection.connection
-        started = time.perf_counter()
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(
-                "COPY copy_floor (campaign_id, date, impressions, clicks, cost_micros, conversions, "
-                "conversion_value_micros, updated_at) FROM STDIN"
-            ) as copy,
-        ):
-            for row in values:
-                copy.write_row(row)
-        copy_seconds = time.perf_counter() - started
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DROP TABLE IF EXISTS bench_copy_floor; "
+                "CREATE TABLE bench_copy_floor (LIKE campaigns_dailymetric INCLUDING ALL); "
+                # The campaign and ad-group rows share one table here, so the key names either.
+                "CREATE TEMP TABLE bench_floor_owners AS SELECT id FROM campaigns_campaign WHERE account_id = %s "
+                "UNION ALL SELECT id FROM campaigns_adgroup WHERE account_id = %s",
+                [account.pk, account.pk],
+            )
+            cursor.execute(
+                "CREATE TABLE bench_floor_owner (id uuid PRIMARY KEY); "
+                "INSERT INTO bench_floor_owner SELECT id FROM bench_floor_owners; "
+                "ALTER TABLE bench_copy_floor ADD FOREIGN KEY (campaign_id) REFERENCES bench_floor_owner (id) "
+                "DEFERRABLE INITIALLY DEFERRED; "
+                "CREATE TEMP TABLE bench_copy_bare AS SELECT campaign_id, date, impressions, clicks, cost_micros, "
+                "conversions, conversion_value_micros, updated_at FROM campaigns_dailymetric WITH NO DATA"
+            )
+        copy_seconds = {}
+        for table in ("bench_copy_floor", "bench_copy_bare"):
+            started = time.perf_counter()
+            with (
+                transaction.atomic(),
+                connection.cursor() as cursor,
+                cursor.cursor.copy(
+                    f"COPY {table} (campaign_id, date, impressions, clicks, cost_micros, conversions, "
+                    "conversion_value_micros, updated_at) FROM STDIN"
+                ) as copy,
+            ):
+                for row in values:
+                    copy.write_row(row)
+            copy_seconds[table] = time.perf_counter() - started
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE bench_copy_floor, bench_floor_owner")
         AdAccount.objects.filter(pk=account.pk).update(last_synced_at=None)
     finally:
         os.killpg(sandbox.pid, signal.SIGTERM)
@@ -142,7 +161,8 @@ def main() -> None:
 
     print(
         f"campaigns={campaigns} ad_groups={ad_groups} rows={rows} first sync {total:.1f}s, re-sync {update_total:.1f}s, "
-        f"upsert alone {write_seconds:.2f}s, COPY {copy_seconds:.2f}s, sync peak RSS {sync_rss:.0f} MB"
+        f"upsert alone {write_seconds:.2f}s, COPY into the same shape {copy_seconds['bench_copy_floor']:.2f}s, "
+        f"into a bare table {copy_seconds['bench_copy_bare']:.2f}s, sync peak RSS {sync_rss:.0f} MB"
     )
     emit(
         "sync",
@@ -155,9 +175,16 @@ def main() -> None:
             {
                 "figure": "metric upsert rows/s (database write)",
                 "value": rows / write_seconds,
-                "floor": len(values) / copy_seconds,
-                "floor_name": "COPY rows/s",
-                "target": "≥ 50,000",
+                "floor": len(values) / copy_seconds["bench_copy_floor"],
+                "floor_name": "COPY rows/s, a table of the same indexes and key",
+                "target": "≥ 0.5× floor",
+            },
+            {
+                "figure": "metric upsert rows/s against a bare COPY",
+                "value": rows / write_seconds,
+                "floor": len(values) / copy_seconds["bench_copy_bare"],
+                "floor_name": "COPY rows/s, temporary table without indexes",
+                "target": "",
             },
             {"figure": "sync rows/s end to end (stream + write)", "value": rows / total, "target": ""},
             {"figure": "re-sync of an unchanged window (s)", "value": update_total, "target": ""},
