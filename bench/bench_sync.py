@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import signal
 import subprocess
@@ -29,6 +30,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--campaigns", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=30)
+    parser.add_argument(
+        "--memory-campaigns",
+        type=int,
+        default=1_000,
+        help="campaigns of the peak-memory comparison (100,000 and 1,000,000 rows, by the days synced)",
+    )
+    parser.add_argument("--sync-only", action="store_true", help="one first sync; print its rows and peak RSS")
     args = parser.parse_args()
 
     url = bench_database_url()
@@ -83,6 +91,9 @@ def main() -> None:
         services.campaign_sync(run=run)
         total = time.perf_counter() - started
         rows = run.metric_rows_synced + run.ad_group_metric_rows_synced
+        if args.sync_only:
+            print(json.dumps({"rows": rows, "seconds": total, "peak_rss_mb": peak_rss_mb()}))
+            return
         campaigns = Campaign.objects.filter(account=account).count()
         ad_groups = AdGroup.objects.filter(account=account).count()
 
@@ -159,6 +170,28 @@ def main() -> None:
         os.killpg(sandbox.pid, signal.SIGTERM)
         sandbox.wait(timeout=20)
 
+    # Peak memory against the rows synced: the same campaigns over ~100,000 and ~1,000,000 rows
+    # (a campaign and its five ad groups are six rows a day), each sync in a process of its own.
+    peaks = {}
+    for target_rows in (100_000, 1_000_000):
+        days = max(1, round(target_rows / (args.memory_campaigns * 6)))
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--campaigns",
+                str(args.memory_campaigns),
+                "--days",
+                str(days),
+                "--sync-only",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "BENCH_DATABASE_URL": url},
+        )
+        peaks[target_rows] = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"{peaks[target_rows]['rows']:,} rows synced: peak RSS {peaks[target_rows]['peak_rss_mb']:.0f} MB")
     print(
         f"campaigns={campaigns} ad_groups={ad_groups} rows={rows} first sync {total:.1f}s, re-sync {update_total:.1f}s, "
         f"upsert alone {write_seconds:.2f}s, COPY into the same shape {copy_seconds['bench_copy_floor']:.2f}s, "
@@ -189,6 +222,13 @@ def main() -> None:
             {"figure": "sync rows/s end to end (stream + write)", "value": rows / total, "target": ""},
             {"figure": "re-sync of an unchanged window (s)", "value": update_total, "target": ""},
             {"figure": "sync process peak RSS (MB)", "value": sync_rss, "target": "flat"},
+            {
+                "figure": f"sync peak RSS (MB), {peaks[1_000_000]['rows']:,} rows",
+                "value": peaks[1_000_000]["peak_rss_mb"],
+                "floor": peaks[100_000]["peak_rss_mb"],
+                "floor_name": f"{peaks[100_000]['rows']:,} rows",
+                "target": "≤ 1.10×",
+            },
         ],
     )
 
