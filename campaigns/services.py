@@ -191,10 +191,13 @@ def sync_run_retry_at(*, run: SyncRun, delay_seconds: float) -> None:
 
 
 def _take_lease(run: SyncRun) -> bool:
+    """Take the account's lease, free or lapsed. A fresh lease is never re-entered, not even by
+    its own run: a second delivery of a run's message (a redelivery while the first still
+    works) would otherwise sync the same account twice at once."""
     now = timezone.now()
     stale = now - timedelta(seconds=SYNC_LEASE_SECONDS)
     taken = AdAccount.objects.filter(
-        Q(sync_lease_run_id__isnull=True) | Q(sync_lease_run_id=run.pk) | Q(sync_lease_taken_at__lt=stale),
+        Q(sync_lease_run_id__isnull=True) | Q(sync_lease_taken_at__lt=stale),
         pk=run.account_id,
     ).update(sync_lease_run_id=run.pk, sync_lease_taken_at=now)
     return taken == 1
@@ -245,6 +248,9 @@ def campaign_sync(*, run: SyncRun, progress: ProgressCallback | None = None) -> 
     """
     account = run.account
     if not _take_lease(run):
+        if AdAccount.objects.filter(pk=account.pk, sync_lease_run_id=run.pk).exists():
+            # This very run is being synced by another delivery of its message: leave it be.
+            raise SyncAlreadyRunning(f"sync run {run.pk} is already running")
         run.status = SyncRun.Status.SKIPPED
         run.finished_at = timezone.now()
         run.progress = "Another sync of this account is running."

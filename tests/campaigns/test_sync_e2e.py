@@ -197,6 +197,22 @@ def test_one_sync_per_account_at_a_time(accounts):
     assert second.status == "skipped"
 
 
+def test_a_second_delivery_of_a_running_sync_does_not_sync_it_again(accounts):
+    account = next(a for (p, _), a in accounts.items() if p == "google")
+    run = services.sync_run_create(account=account, enqueue=False)
+    # The first delivery holds the lease and works; the broker hands the same message out again.
+    AdAccount.objects.filter(pk=account.pk).update(
+        sync_lease_run_id=run.pk, sync_lease_taken_at=dt.datetime.now(dt.UTC)
+    )
+    SyncRun.objects.filter(pk=run.pk).update(status="running")
+    run.refresh_from_db()
+    with pytest.raises(services.SyncAlreadyRunning):
+        services.campaign_sync(run=run)
+    run.refresh_from_db()
+    assert run.status == "running" and run.attempts == 0  # left to the delivery that holds the lease
+    assert run.metric_rows_synced == 0 and not DailyMetric.objects.filter(campaign__account=account).exists()
+
+
 def test_sync_by_hand_waits_out_a_rate_limit_and_gives_up_cleanly(accounts, sandbox):
     from io import StringIO
 
