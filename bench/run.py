@@ -21,6 +21,7 @@ BENCHMARKS = [
     ("bench_campaign_api.py", []),
     ("bench_dashboard.py", []),
     ("bench_sync.py", []),
+    ("bench_scale_out.py", []),
     ("bench_google_stream.py", []),
     ("bench_meta_stream.py", []),
     ("bench_conversions.py", []),
