@@ -1,11 +1,12 @@
 """A full sync of 10,000 Google campaigns × 5 ad groups × 30 days from the sandbox into PostgreSQL.
 
-The sandbox runs in its own process (`manage.py sandbox --campaigns N --days D`), so the
+The sandbox runs in its own process (``bench/sandbox_process.py``), so the
 figures are the syncing process's own: total time, metric rows (campaign and ad group level)
 written per second, and peak memory. Beside the write rate: COPY of the same rows into a
-scratch table.
+table of the same shape (the floor) and into a bare one. Then, each in a process of its own:
+the peak memory of ~100,000 against ~1,000,000 rows, and one sync of 100,000 campaigns.
 
-    .venv/bin/python bench/bench_sync.py [--campaigns 10000] [--days 30]
+    .venv/bin/python bench/bench_sync.py [--campaigns 10000] [--days 30] [--large-campaigns 100000]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, bench_database_url, django_setup, emit, ensure_database, free_port, peak_rss_mb
+from bench.common import ROOT, bench_database_url, django_setup, emit, ensure_database, peak_rss_mb
 
 
 def main() -> None:
@@ -36,39 +37,44 @@ def main() -> None:
         default=1_000,
         help="campaigns of the peak-memory comparison (100,000 and 1,000,000 rows, by the days synced)",
     )
+    parser.add_argument("--ad-groups", type=int, default=5, help="ad groups per campaign")
+    parser.add_argument(
+        "--large-campaigns", type=int, default=100_000, help="campaigns of the one large sync (no ad groups); 0: skip"
+    )
     parser.add_argument("--sync-only", action="store_true", help="one first sync; print its rows and peak RSS")
     args = parser.parse_args()
 
     url = bench_database_url()
     ensure_database(url)
     sandbox_dir = tempfile.mkdtemp(prefix="ads-sandbox-")
-    ports = {
-        "ADS_SANDBOX_GOOGLE_PORT": str(free_port()),
-        "ADS_SANDBOX_META_PORT": str(free_port()),
-        "ADS_SANDBOX_OAUTH_PORT": str(free_port()),
-    }
-    env = {**os.environ, **ports, "ADS_SANDBOX": "1", "ADS_SANDBOX_DIR": sandbox_dir, "DATABASE_URL": url}
+    # One client account of the size asked, in a process of its own (bench/sandbox_process.py).
     sandbox = subprocess.Popen(
         [
             sys.executable,
-            str(ROOT / "manage.py"),
-            "sandbox",
+            str(ROOT / "bench" / "sandbox_process.py"),
+            "--cert-dir",
+            sandbox_dir,
+            "--clients",
+            "1",
             "--campaigns",
             str(args.campaigns),
+            "--ad-groups",
+            str(args.ad_groups),
             "--days",
             str(args.days),
         ],
         cwd=ROOT,
-        env=env,
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     try:
-        ready = sandbox.stdout.readline()
-        if "Sandbox ready" not in ready:
-            raise RuntimeError(f"sandbox did not start: {ready}")
-        django_setup(url, ADS_SANDBOX="1", ADS_SANDBOX_DIR=sandbox_dir, **ports)
+        started_sandbox = json.loads(sandbox.stdout.readline())
+        ports = {
+            "ADS_SANDBOX_GOOGLE_PORT": str(started_sandbox["grpc_port"]),
+            "ADS_SANDBOX_OAUTH_PORT": str(started_sandbox["oauth_port"]),
+        }
+        django_setup(url, ADS_SANDBOX="1", ADS_SANDBOX_HOST="127.0.0.1", ADS_SANDBOX_DIR=sandbox_dir, **ports)
         from django.core.management import call_command
         from django.db import connection, transaction
 
@@ -170,19 +176,18 @@ def main() -> None:
         os.killpg(sandbox.pid, signal.SIGTERM)
         sandbox.wait(timeout=20)
 
-    # Peak memory against the rows synced: the same campaigns over ~100,000 and ~1,000,000 rows
-    # (a campaign and its five ad groups are six rows a day), each sync in a process of its own.
-    peaks = {}
-    for target_rows in (100_000, 1_000_000):
-        days = max(1, round(target_rows / (args.memory_campaigns * 6)))
+    def child_sync(campaigns: int, days: int, ad_groups: int) -> dict:
+        """One first sync in a process of its own (its own peak memory), against its own sandbox."""
         child = subprocess.run(
             [
                 sys.executable,
                 __file__,
                 "--campaigns",
-                str(args.memory_campaigns),
+                str(campaigns),
                 "--days",
                 str(days),
+                "--ad-groups",
+                str(ad_groups),
                 "--sync-only",
             ],
             capture_output=True,
@@ -190,8 +195,20 @@ def main() -> None:
             check=True,
             env={**os.environ, "BENCH_DATABASE_URL": url},
         )
-        peaks[target_rows] = json.loads(child.stdout.strip().splitlines()[-1])
+        return json.loads(child.stdout.strip().splitlines()[-1])
+
+    # Peak memory against the rows synced: the same campaigns over ~100,000 and ~1,000,000 rows
+    # (a campaign and its five ad groups are six rows a day), by the number of days.
+    peaks = {}
+    for target_rows in (100_000, 1_000_000):
+        days = max(1, round(target_rows / (args.memory_campaigns * (1 + args.ad_groups))))
+        peaks[target_rows] = child_sync(args.memory_campaigns, days, args.ad_groups)
         print(f"{peaks[target_rows]['rows']:,} rows synced: peak RSS {peaks[target_rows]['peak_rss_mb']:.0f} MB")
+    large = child_sync(args.large_campaigns, args.days, 0) if args.large_campaigns else None
+    if large:
+        print(
+            f"{args.large_campaigns:,} campaigns x {args.days} days: {large['rows']:,} rows in {large['seconds']:.1f} s"
+        )
     print(
         f"campaigns={campaigns} ad_groups={ad_groups} rows={rows} first sync {total:.1f}s, re-sync {update_total:.1f}s, "
         f"upsert alone {write_seconds:.2f}s, COPY into the same shape {copy_seconds['bench_copy_floor']:.2f}s, "
@@ -222,6 +239,19 @@ def main() -> None:
             {"figure": "sync rows/s end to end (stream + write)", "value": rows / total, "target": ""},
             {"figure": "re-sync of an unchanged window (s)", "value": update_total, "target": ""},
             {"figure": "sync process peak RSS (MB)", "value": sync_rss, "target": "flat"},
+            *(
+                [
+                    {
+                        "figure": f"one sync of {args.large_campaigns:,} campaigns × {args.days} days, "
+                        f"{large['rows']:,} rows (s)",
+                        "value": large["seconds"],
+                        "target": "",
+                    },
+                    {"figure": "  its peak RSS (MB)", "value": large["peak_rss_mb"], "target": ""},
+                ]
+                if large
+                else []
+            ),
             {
                 "figure": f"sync peak RSS (MB), {peaks[1_000_000]['rows']:,} rows",
                 "value": peaks[1_000_000]["peak_rss_mb"],
