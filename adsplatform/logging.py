@@ -87,6 +87,15 @@ def _who(request) -> tuple[int | None, int | None]:
     return user.pk, None
 
 
+def access_log_identify_source(request, source_id: int) -> None:
+    """Name the webhook source a receiver authenticated, for this request's access line.
+
+    Receivers authenticate no user (the secret names a source), so the line would say nobody.
+    ``request`` may be DRF's Request: the id goes on the Django request the middleware sees.
+    """
+    getattr(request, "_request", request).webhook_source_id = source_id
+
+
 def access_log_write(request, status: int, duration_seconds: float) -> None:
     """The request's access line: what was asked, the answer, how long it took, and by whom.
 
@@ -111,6 +120,7 @@ def access_log_write(request, status: int, duration_seconds: float) -> None:
             "duration_ms": round(duration_seconds * 1000, 2),
             "user_id": user_id,
             "service_key_id": service_key_id,
+            "webhook_source_id": getattr(request, "webhook_source_id", None),
         },
     )
 

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adsplatform.errors import error_body
+from adsplatform.logging import access_log_identify_source
 from campaigns import access
 from webhooks import selectors, services
 from webhooks.models import Lead, LeadDelivery, LeadStage, Priority, WebhookSource
@@ -147,6 +148,7 @@ class RelayWebhookView(APIView):
         except services.WebhookAuthError as exc:
             services.webhook_event_record_refusal(source_label="zapier", outcome="unauthorized")
             raise WebhookUnauthorized(str(exc)) from None
+        access_log_identify_source(request, source.pk)
         try:
             raw_body, content_type, payload = _read_body(request, accepted=services.RELAY_MEDIA_TYPES)
         except services.WebhookBodyError as exc:
@@ -189,6 +191,7 @@ class GoogleLeadFormWebhookView(APIView):
         except services.WebhookAuthError as exc:
             services.webhook_event_record_refusal(source_label="google-lead-form", outcome="unauthorized")
             raise WebhookUnauthorized(str(exc)) from None
+        access_log_identify_source(request, source.pk)
         result = services.webhook_event_ingest(
             source=source, raw_body=raw_body, headers=_headers(request), payload=payload, content_type=content_type
         )

@@ -132,6 +132,8 @@ def test_a_webhook_on_the_receivers_short_path_logs_one_line_without_its_body(re
     assert (line["method"], line["path"], line["status"]) == ("POST", ZAPIER, 202)
     assert line["request_id"] == "make-run-7"
     assert line["user_id"] is None and line["service_key_id"] is None
+    # Who posted: the source its secret authenticated (a receiver has no user).
+    assert line["webhook_source_id"] == relay_source.pk
     written = raw_log()
     assert RELAY_SECRET not in written
     for value in (payload["email"], payload["phone"], payload["gclid"], payload["last_name"]):
@@ -145,6 +147,7 @@ def test_a_refused_webhook_logs_one_access_line(relay_source, log_lines, raw_log
     lines = log_lines()
     [line] = access_lines(lines)
     assert line["status"] == 401
+    assert line["webhook_source_id"] is None  # the secret proved no source
     # Django's own warning for the 4xx stays, once, beside it (same request id).
     [warning] = [other for other in lines if other["logger"] == "django.request"]
     assert warning["level"] == "WARNING" and warning["request_id"] == line["request_id"]
