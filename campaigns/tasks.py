@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-import random
 
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from adsplatform.resilience import platform_task_retry_delay
 from campaigns import backfill, enqueue, services
 from campaigns import bootstrap as sandbox_bootstrap
 from campaigns.models import SyncRun
-from platforms.base import RateLimitedError, TransientError
+from platforms.base import TransientError
 
 logger = logging.getLogger(__name__)
 
@@ -20,12 +20,7 @@ MAX_SYNC_RETRIES = 6
 
 
 def _retry_delay(exc: Exception, retries: int) -> float:
-    if isinstance(exc, RateLimitedError):
-        # The platform said when; a little jitter so many accounts don't return at once.
-        delay = exc.retry_after_seconds + random.uniform(0, 5)
-    else:
-        delay = min(2 ** (retries + 2), 600) * random.uniform(0.8, 1.2)
-    return min(delay, settings.TASK_MAX_RETRY_DELAY_SECONDS)
+    return platform_task_retry_delay(exc, retries, cap=settings.TASK_MAX_RETRY_DELAY_SECONDS)
 
 
 @shared_task(bind=True, name=enqueue.SYNC_ACCOUNT, acks_late=True, max_retries=MAX_SYNC_RETRIES)

@@ -45,6 +45,7 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.db.models import F, Q
 from django.utils import timezone
 
+from adsplatform.resilience import backoff_delay
 from campaigns.models import AdAccount
 from campaigns.services import account_today
 from optimization import enqueue, selectors
@@ -736,9 +737,8 @@ def _notification_send(alert: Alert, event: str, channel: str, destinations: Ale
     except Exception as exc:
         error = _failure_text(channel, exc)
         attempts = AlertNotification.objects.values_list("attempts", flat=True).get(pk=note.pk)
-        delay = min(
-            tunable("ALERT_NOTIFY_RETRY_SECONDS") * 2 ** max(attempts - 1, 0),
-            tunable("ALERT_NOTIFY_RETRY_MAX_SECONDS"),
+        delay = backoff_delay(
+            attempts, base=tunable("ALERT_NOTIFY_RETRY_SECONDS"), cap=tunable("ALERT_NOTIFY_RETRY_MAX_SECONDS")
         )
         AlertNotification.objects.filter(pk=note.pk).update(
             status=AlertNotification.Status.FAILED, last_error=error, next_attempt_at=now + timedelta(seconds=delay)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-import random
 from datetime import datetime
 
 from celery import shared_task
 from django.conf import settings
 
+from adsplatform.resilience import platform_task_retry_delay
 from campaigns.models import AdAccount
 from optimization import alerts, changes, enqueue, services
 from optimization.models import OptimizationRun
 from optimization.selectors import stale_pending_runs
-from platforms.base import RateLimitedError, TransientError
+from platforms.base import TransientError
 
 logger = logging.getLogger(__name__)
 
@@ -22,11 +22,7 @@ MAX_PUSH_RETRIES = 8
 
 def retry_delay(exc: TransientError, retries: int) -> float:
     """Quota errors wait what the platform asked; others back off exponentially. Never above the cap."""
-    if isinstance(exc, RateLimitedError):
-        delay = exc.retry_after_seconds + random.uniform(0, 5)
-    else:
-        delay = min(2 ** (retries + 2), 600) * random.uniform(0.8, 1.2)
-    return min(delay, settings.TASK_MAX_RETRY_DELAY_SECONDS)
+    return platform_task_retry_delay(exc, retries, cap=settings.TASK_MAX_RETRY_DELAY_SECONDS)
 
 
 @shared_task(bind=True, name=enqueue.PUSH_BUDGET_CHANGE, acks_late=True, max_retries=MAX_PUSH_RETRIES)

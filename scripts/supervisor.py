@@ -28,6 +28,7 @@ After ``probe_failures`` failures in a row the program is stopped (SIGTERM, SIGK
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import subprocess
 import sys
@@ -35,6 +36,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+
+def _load_resilience() -> ModuleType:
+    """adsplatform/resilience.py (standard library only), loaded from its file: importing it as
+    ``adsplatform.resilience`` would first run adsplatform/__init__.py, i.e. create the Celery app,
+    patch kombu and export DJANGO_SETTINGS_MODULE to every child, in a process that needs none of it."""
+    path = Path(__file__).resolve().parent.parent / "adsplatform" / "resilience.py"
+    spec = importlib.util.spec_from_file_location("_supervisor_resilience", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    from adsplatform.resilience import backoff_delay
+else:
+    backoff_delay = _load_resilience().backoff_delay
 
 
 @dataclass
@@ -122,7 +144,7 @@ class Supervisor:
 
     def delay_for(self, exits_in_a_row: int) -> float:
         """Seconds to wait before the next start after this many exits in a row (1, 2, ...)."""
-        return min(self.backoff_max, self.backoff_start * 2 ** max(0, exits_in_a_row - 1))
+        return backoff_delay(exits_in_a_row, base=self.backoff_start, cap=self.backoff_max)
 
     def poll(self) -> None:
         """Notice exits and schedule their restart; start what is due. Call it every ~0.5 s."""

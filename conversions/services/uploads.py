@@ -5,7 +5,6 @@ order_id / event_id and the platform dedupes, so nothing is lost and nothing is 
 from __future__ import annotations
 
 import logging
-import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from adsplatform.resilience import backoff_delay
 from campaigns.models import Platform
 from conversions import selectors
 from conversions.metrics import CONVERSION_UPLOADS
@@ -189,11 +189,14 @@ def _claimed(rows: Iterable[Conversion], claimed_at: datetime) -> Any:
 
 
 def _retry_delay_seconds(attempts: int, retry_after: float = 0.0) -> float:
-    backoff = retry_base_seconds() * 2 ** max(attempts - 1, 0)
-    # Full jitter keeps many rows that failed together from coming back together.
-    delay: float = max(backoff * random.uniform(0.5, 1.0), retry_after)
-    cap: float = settings.TASK_MAX_RETRY_DELAY_SECONDS
-    return min(delay, cap)
+    # Jitter down to half the step keeps many rows that failed together from coming back together.
+    return backoff_delay(
+        attempts,
+        base=retry_base_seconds(),
+        jitter=(0.5, 1.0),
+        not_before=retry_after,
+        cap=settings.TASK_MAX_RETRY_DELAY_SECONDS,
+    )
 
 
 def _retry_later(
