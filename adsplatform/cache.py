@@ -11,8 +11,6 @@ sees the miss.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
@@ -20,31 +18,22 @@ from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from adsplatform.resilience import CircuitBreaker
+
 logger = logging.getLogger(__name__)
 
 _OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 OPEN_SECONDS = 5.0
 
 
-class _Breaker:
-    def __init__(self) -> None:
-        self._open_until = 0.0
-        self._lock = threading.Lock()
-
-    def is_open(self) -> bool:
-        return time.monotonic() < self._open_until
-
-    def trip(self, exc: BaseException) -> None:
-        with self._lock:
-            if not self.is_open():
-                logger.warning("cache unavailable; serving without it", extra={"error_class": type(exc).__name__})
-            self._open_until = time.monotonic() + OPEN_SECONDS
+def _log_outage(exc: BaseException | None) -> None:
+    logger.warning("cache unavailable; serving without it", extra={"error_class": type(exc).__name__})
 
 
 class ResilientRedisCache(RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
-        self._breaker = _Breaker()
+        self._breaker = CircuitBreaker(OPEN_SECONDS, on_open=_log_outage)
 
     def _soft(self, operation, default, *args, **kwargs):
         if self._breaker.is_open():

@@ -1,4 +1,4 @@
-"""Retry backoff: the one copy, for every part of the platform.
+"""Retry backoff and a circuit breaker: the one copy of each, for every part of the platform.
 
 Standard library only, so that scripts/supervisor.py (which runs outside Django) uses the same
 backoff as the tasks and services.
@@ -13,6 +13,9 @@ the retry is queued.
 from __future__ import annotations
 
 import random
+import threading
+import time
+from collections.abc import Callable
 
 # Past this many doublings every schedule is at its cap already; the limit keeps the float finite
 # for a caller whose attempt count keeps growing (an alert notification failing for weeks).
@@ -63,3 +66,39 @@ def platform_task_retry_delay(exc: BaseException, retries: int, *, cap: float) -
         retry_after_spread=5,
         cap=cap,
     )
+
+
+class CircuitBreaker:
+    """After a failure, skip the resource for ``pause_seconds`` instead of having every caller wait
+    for it to fail again (a connection timeout each).
+
+    ``trip`` opens it (again: a failure while open extends the pause); ``on_open`` is called with the
+    failure when it goes from closed to open, so an outage is logged once, not on every call.
+    """
+
+    def __init__(
+        self,
+        pause_seconds: float,
+        *,
+        on_open: Callable[[BaseException | None], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pause_seconds = pause_seconds
+        self._on_open = on_open
+        self._clock = clock
+        self._open_until = 0.0
+        self._lock = threading.Lock()
+
+    def is_open(self) -> bool:
+        return self._clock() < self._open_until
+
+    def trip(self, exc: BaseException | None = None) -> None:
+        with self._lock:
+            was_open = self.is_open()
+            self._open_until = self._clock() + self.pause_seconds
+        if not was_open and self._on_open is not None:
+            self._on_open(exc)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._open_until = 0.0

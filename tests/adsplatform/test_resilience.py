@@ -1,8 +1,11 @@
-"""The one backoff: its bounds and caps."""
+"""The one backoff and the one circuit breaker: their bounds, caps and timing."""
 
 from __future__ import annotations
 
-from adsplatform.resilience import backoff_delay, platform_task_retry_delay
+import logging
+import time
+
+from adsplatform.resilience import CircuitBreaker, backoff_delay, platform_task_retry_delay
 
 DRAWS = 500
 
@@ -56,3 +59,72 @@ def test_platform_task_schedule_starts_at_four_seconds_and_honours_a_quota_answe
     quota = [platform_task_retry_delay(_Quota(), 5, cap=900) for _ in range(DRAWS)]
     assert min(quota) >= 60 and max(quota) <= 65
     assert max(platform_task_retry_delay(RuntimeError("down"), n, cap=900) for n in range(30)) <= 900
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_on_a_trip_and_closes_after_the_pause():
+    clock = _Clock()
+    breaker = CircuitBreaker(5.0, clock=clock)
+    assert not breaker.is_open()
+    breaker.trip(ConnectionError("refused"))
+    assert breaker.is_open()
+    clock.now += 4.9
+    assert breaker.is_open()
+    clock.now += 0.2
+    assert not breaker.is_open()
+
+
+def test_a_trip_while_open_extends_the_pause_and_reset_closes_it():
+    clock = _Clock()
+    breaker = CircuitBreaker(5.0, clock=clock)
+    breaker.trip()
+    clock.now += 4
+    breaker.trip()
+    clock.now += 4
+    assert breaker.is_open()  # 8 s after the first trip, 4 s after the second
+    breaker.reset()
+    assert not breaker.is_open()
+
+
+def test_on_open_is_called_once_per_outage_with_the_failure():
+    clock = _Clock()
+    seen: list[BaseException | None] = []
+    breaker = CircuitBreaker(5.0, on_open=seen.append, clock=clock)
+    first, second, later = OSError("a"), OSError("b"), OSError("c")
+    breaker.trip(first)
+    breaker.trip(second)
+    assert seen == [first]
+    clock.now += 6
+    breaker.trip(later)
+    assert seen == [first, later]
+
+
+def test_the_real_clock_closes_a_short_pause():
+    breaker = CircuitBreaker(0.05)
+    breaker.trip()
+    assert breaker.is_open()
+    time.sleep(0.06)
+    assert not breaker.is_open()
+
+
+def test_the_redis_cache_logs_one_warning_per_outage(settings, caplog):
+    from django.core.cache import cache
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "adsplatform.cache.ResilientRedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    with caplog.at_level(logging.WARNING, logger="adsplatform.cache"):
+        for _ in range(3):
+            assert cache.get("k", "fallback") == "fallback"
+    assert [r.getMessage() for r in caplog.records] == ["cache unavailable; serving without it"]

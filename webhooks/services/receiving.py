@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.http import parse_header_parameters
 
 from adsplatform.parsers import json_depth_exceeds, max_json_depth
+from adsplatform.resilience import CircuitBreaker
 from adsplatform.task_registry import task_named
 from webhooks.metrics import WEBHOOK_EVENTS
 from webhooks.models import (
@@ -345,31 +346,9 @@ def webhook_event_record_refusal(*, source_label: str, outcome: str) -> None:
 # --- Enqueueing, never blocking on the broker ------------------------------------------------
 
 
-class _BrokerCircuit:
-    """After a publish fails, skip publishing for a while: the sweeper enqueues from the database.
-
-    Without it every message during a broker outage would pay the connection timeout (~2 s).
-    """
-
-    pause_seconds = 30.0
-
-    def __init__(self) -> None:
-        self._open_until = 0.0
-        self._lock = threading.Lock()
-
-    def is_open(self) -> bool:
-        return time.monotonic() < self._open_until
-
-    def trip(self) -> None:
-        with self._lock:
-            self._open_until = time.monotonic() + self.pause_seconds
-
-    def reset(self) -> None:
-        with self._lock:
-            self._open_until = 0.0
-
-
-broker_circuit = _BrokerCircuit()
+# After a publish fails, skip publishing for a while: the sweeper enqueues from the database.
+# Without it every message during a broker outage would pay the connection timeout (~2 s).
+broker_circuit = CircuitBreaker(pause_seconds=30.0)
 
 
 # The webhooks tasks' registered names (webhooks/tasks.py names them with these): services queue
@@ -387,7 +366,7 @@ def _publish(task_name: str, *args: Any, countdown: float | None = None, first: 
     try:
         task_named(task_name).apply_async(args=args, countdown=countdown, retry=False, **options)
     except Exception as exc:  # any broker failure: the row is committed and the sweeper will retry
-        broker_circuit.trip()
+        broker_circuit.trip(exc)
         logger.warning(
             "broker unavailable; left for the sweeper",
             extra={"task": task_name, "error_class": type(exc).__name__},
