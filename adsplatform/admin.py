@@ -53,8 +53,9 @@ def _token_expires_at(obj: BlacklistedToken):
 
 class SafeBlacklistedTokenAdmin(_ReadOnlyAdmin):
     list_display = ("id", _token_user, _token_created_at, _token_expires_at, "blacklisted_at")
-    fields = ("id", _token_user, _token_created_at, _token_expires_at, "blacklisted_at")
-    readonly_fields = fields
+    # Callables as read-only rows, as Django renders them; the stubs allow names only here.
+    fields = ("id", _token_user, _token_created_at, _token_expires_at, "blacklisted_at")  # type: ignore[assignment]
+    readonly_fields = fields  # type: ignore[assignment]
     search_fields = ("token__user__username",)
     ordering = ("-blacklisted_at",)
 

@@ -23,7 +23,7 @@ class LockedOut(Throttled):
     default_code = "locked_out"
 
 
-class TokenObtainView(_Throttled, jwt_views.TokenObtainPairView):
+class TokenObtainView(_Throttled, jwt_views.TokenObtainPairView):  # type: ignore[misc]  # the stubs type these views' classes as ()
     def post(self, request, *args, **kwargs):
         try:
             return super().post(request, *args, **kwargs)
@@ -35,11 +35,11 @@ class TokenObtainView(_Throttled, jwt_views.TokenObtainPairView):
             raise
 
 
-class TokenRefreshView(_Throttled, jwt_views.TokenRefreshView):
+class TokenRefreshView(_Throttled, jwt_views.TokenRefreshView):  # type: ignore[misc]  # the stubs type these views' classes as ()
     pass
 
 
-class TokenBlacklistView(_Throttled, jwt_views.TokenBlacklistView):
+class TokenBlacklistView(_Throttled, jwt_views.TokenBlacklistView):  # type: ignore[misc]  # the stubs type these views' classes as ()
     pass
 
 

@@ -61,7 +61,8 @@ def loads_limited(raw: bytes, *, limit: int | None = None, strict: bool = True) 
     """``json.loads`` for request bodies: depth-checked first, errors as ParseError (400)."""
     check_json_depth(raw, limit)
     try:
-        return json.loads(raw) if strict else json.loads(raw, parse_constant=None)
+        # DRF's json wrapper types its argument as str; the standard library's loads takes bytes too.
+        return json.loads(raw) if strict else json.loads(raw, parse_constant=None)  # type: ignore[arg-type]
     except RecursionError:  # a limit configured above what the interpreter can decode
         raise JSONTooDeep("The JSON body nests too deeply to decode.") from None
     except ValueError as exc:

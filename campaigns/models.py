@@ -331,6 +331,6 @@ class AccountAccess(models.Model):
         ]
 
     def __str__(self) -> str:
-        who = self.user.get_username() if self.user_id else f"group {self.group.name}"
-        where = self.account.name if self.account_id else "every account"
+        who = self.user.get_username() if self.user is not None else f"group {self.group.name if self.group else '?'}"
+        where = self.account.name if self.account is not None else "every account"
         return f"{who}: {self.role} on {where}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from campaigns.models import (
@@ -163,7 +163,7 @@ def _mark_vanished_removed(queryset, seen: set[str], synced_at) -> None:
 class MetricTable:
     """Where one level's daily metrics go, and how a streamed row names its owner."""
 
-    model: type
+    model: type[models.Model]
     owner_column: str  # campaign_id | ad_group_id
     owner_sql_type: str
     staging_table: str
@@ -281,7 +281,7 @@ def _metric_chunk_pg(table: MetricTable, rows: list[tuple[Any, Any]]) -> None:
 
 def _metric_chunk_orm(table: MetricTable, rows: list[tuple[Any, Any]]) -> None:
     now = timezone.now()
-    table.model.objects.bulk_create(
+    table.model._default_manager.bulk_create(
         [
             table.model(
                 **{table.owner_column: owner_id},

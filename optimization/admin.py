@@ -139,7 +139,7 @@ class OptimizationRunAdmin(AccountScopedAdmin):
             {"fields": ("error_message", "push_attempts", "next_attempt_at", "platform_response")},
         ),
     )
-    readonly_fields = [name for _title, options in fieldsets for name in options["fields"]]
+    readonly_fields = [str(name) for _title, options in fieldsets for name in options["fields"]]
     actions = ("approve_proposals", "reject_proposals")
     change_list_template = "admin/optimization/optimizationrun/change_list.html"
 
@@ -148,7 +148,7 @@ class OptimizationRunAdmin(AccountScopedAdmin):
 
     @admin.display(description="On", ordering="campaign__name")
     def target(self, obj: OptimizationRun) -> str:
-        if obj.ad_group_id:
+        if obj.ad_group is not None:
             return f"{obj.campaign.name} › {obj.ad_group.name}"
         return obj.campaign.name
 

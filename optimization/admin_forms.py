@@ -6,7 +6,9 @@ the service's (optimization.changes), whose refusals come back onto the field th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -41,6 +43,9 @@ class ServiceErrorsMixin:
     """Puts a service refusal (one field, one sentence) on the form field it concerns."""
 
     FIELD_OF_ERROR: dict[str, str] = {}
+    # What the form it is mixed into provides.
+    fields: dict[str, forms.Field]
+    add_error: Callable[[str | None, Any], None]
 
     def add_service_error(self, error: ValidationError) -> None:
         for name, errors in error.message_dict.items():

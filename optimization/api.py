@@ -71,7 +71,8 @@ class RunListParams(serializers.Serializer):
     campaign = serializers.UUIDField(required=False, help_text="Campaign id (UUID).")
     account = serializers.IntegerField(required=False, min_value=1, help_text="Ad account id.")
     status = serializers.ChoiceField(choices=OptimizationRun.Status.values, required=False)
-    source = serializers.ChoiceField(choices=OptimizationRun.Source.values, required=False)
+    # A query parameter named "source": the stubs take it for Field.source (the attribute path).
+    source = serializers.ChoiceField(choices=OptimizationRun.Source.values, required=False)  # type: ignore[assignment]
 
 
 class OptimizationRunListView(generics.ListAPIView):

@@ -175,6 +175,7 @@ def propose_reallocation(snapshot: AccountSnapshot, guardrails: Guardrails) -> l
             if campaign.conversions <= 0:
                 continue  # no conversions: no CPA to judge
             cpa = Decimal(campaign.cost_micros) / campaign.conversions
+            assert snapshot.target_cpa_micros is not None  # use_cpa says so
             target = Decimal(snapshot.target_cpa_micros)
             worse_by = 1 - target / cpa if cpa > target else Decimal(0)
             better = cpa < target
@@ -185,6 +186,7 @@ def propose_reallocation(snapshot: AccountSnapshot, guardrails: Guardrails) -> l
             )
         else:
             roas = Decimal(campaign.conversion_value_micros) / campaign.cost_micros if campaign.cost_micros else None
+            assert snapshot.target_roas is not None  # checked above: no CPA target means a ROAS one
             target = snapshot.target_roas
             if roas is None:
                 continue  # nothing spent: no ROAS to judge
@@ -216,7 +218,8 @@ def propose_reallocation(snapshot: AccountSnapshot, guardrails: Guardrails) -> l
         return []
     takes = _apportion(moved, cut_units)
     gives = _apportion(moved, room_units)
-    budgets = {c.campaign_id: c.daily_budget_micros for c in snapshot.campaigns}
+    # Only eligible campaigns take or give, and eligibility needs a daily budget.
+    budgets = {c.campaign_id: c.daily_budget_micros for c in snapshot.campaigns if c.daily_budget_micros is not None}
     moved_text = format_money(moved * unit, snapshot.currency_code)
     proposals = []
     for campaign_id, units in sorted(takes.items()):

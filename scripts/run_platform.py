@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from supervisor import Program, Supervisor
 
@@ -72,7 +73,7 @@ def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     supervisor = Supervisor([])
 
-    def start(name: str, command: list[str], **options: object) -> None:
+    def start(name: str, command: list[str], **options: Any) -> None:
         supervisor.add(Program(name, command, cwd=ROOT, **options))
 
     def stop_all(*_: object) -> None:

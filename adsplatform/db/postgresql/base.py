@@ -29,8 +29,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def close_if_health_check_failed(self) -> None:
         if (
             self.connection is not None
-            and self.health_check_enabled
-            and not self.health_check_done
+            # Both attributes are Django's (4.1+); django-stubs do not declare them.
+            and self.health_check_enabled  # type: ignore[attr-defined]
+            and not self.health_check_done  # type: ignore[has-type]
             and not self.pool
             and self._idle_socket_is_quiet()
         ):
