@@ -62,9 +62,9 @@ def seed_operations(conninfo: str, *, days: int, conversions_per_day: int, leads
         ).fetchone()[0]
         conn.execute(
             f"""
-            INSERT INTO webhooks_lead (external_lead_id, full_name, email, phone, phone_raw, gclid, custom_answers,
-                is_test, received_at, priority, stage, created_at, updated_at, campaign_id, source_id)
-            SELECT '', 'Bench lead', '', '', '', '', '{{}}', false,
+            INSERT INTO webhooks_lead (external_lead_id, full_name, email, phone, phone_raw, gclid, gbraid, wbraid,
+                custom_answers, is_test, received_at, priority, stage, created_at, updated_at, campaign_id, source_id)
+            SELECT '', 'Bench lead', '', '', '', '', '', '', '{{}}', false,
                    now() - (g %% %s) * interval '1 day', ({PRIORITIES})[1 + g %% 5], 'new', now(), now(), c.id, %s
             FROM generate_series(1, %s) AS g
             LEFT JOIN LATERAL (SELECT id FROM campaigns_campaign ORDER BY name OFFSET g %% 100 LIMIT 1) c ON true
@@ -76,9 +76,10 @@ def seed_operations(conninfo: str, *, days: int, conversions_per_day: int, leads
             "auto_apply, updated_at) SELECT min(id), 1000000000000, true, false, now() FROM campaigns_adaccount"
         )
         conn.execute(
-            "INSERT INTO campaigns_syncrun (account_id, trigger, status, created_at, started_at, campaigns_synced, "
-            "metric_rows_synced, progress, attempts, error_class, error_message) SELECT id, 'scheduled', "
-            "'succeeded', now() - interval '5 minutes', now() - interval '5 minutes', 5000, 450000, '', 1, '', '' "
+            "INSERT INTO campaigns_syncrun (account_id, trigger, status, created_at, started_at, finished_at, "
+            "campaigns_synced, ad_groups_synced, metric_rows_synced, ad_group_metric_rows_synced, progress, attempts, "
+            "error_class, error_message) SELECT id, 'scheduled', 'succeeded', now() - interval '5 minutes', "
+            "now() - interval '5 minutes', now() - interval '4 minutes', 5000, 0, 450000, 0, '', 1, '', '' "
             "FROM campaigns_adaccount"
         )
         conn.execute("ANALYZE")
