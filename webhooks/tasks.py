@@ -6,6 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
+from adsplatform.resilience import backoff_delay
 from webhooks import services
 
 # Lead work is short (a message holds at most 50 events; a delivery's HTTP call times out after
@@ -28,10 +29,11 @@ def process_webhook_events(self, event_ids: list[int]) -> None:
     retry_ids = services.webhook_events_process(event_ids=event_ids)
     if retry_ids and self.request.retries < self.max_retries:
         # Only the events the database refused go round again; past the last retry the sweeper has them.
-        countdown = min(5 * 2**self.request.retries, settings.TASK_MAX_RETRY_DELAY_SECONDS)
+        countdown = backoff_delay(self.request.retries + 1, base=5, cap=settings.TASK_MAX_RETRY_DELAY_SECONDS)
         raise self.retry(args=[retry_ids], countdown=countdown)
 
 
+# Celery's own retry options fit here (nothing to honour but the count): its backoff, not ours.
 @shared_task(
     autoretry_for=(DatabaseError,),
     retry_backoff=5,
