@@ -77,7 +77,7 @@ def ad_group_row(row: dict[str, Any], filters: selectors.AdGroupFilters) -> dict
         "currency_code": row["account__currency_code"],
         "account": {"id": row["account_id"], "name": row["account__name"], "platform": row["platform"]},
         "synced_at": row["synced_at"],
-        "metrics": metrics_of(row, data_from),
+        "metrics": metrics_of(row, has_data=data_from is not None),
         "date_from": filters.date_from,
         "date_to": filters.date_to,
         "data_from": data_from,

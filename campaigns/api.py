@@ -140,9 +140,9 @@ class CampaignPageSerializer(serializers.Serializer):
     results = CampaignSerializer(many=True)
 
 
-def metrics_of(row: dict[str, Any], data_from: date | None = date.min) -> dict[str, Any]:
-    """The window's metrics of ``row``; null values when the window has no synced day (``data_from`` None)."""
-    if data_from is None:
+def metrics_of(row: dict[str, Any], has_data: bool = True) -> dict[str, Any]:
+    """The window's metrics of ``row``; null values when no day of the window has synced data."""
+    if not has_data:
         return dict(coverage.NO_METRICS)
     return {
         "impressions": row["impressions"],
@@ -167,7 +167,7 @@ def campaign_row(row: dict[str, Any], date_from: date, date_to: date) -> dict[st
         "currency_code": row["account__currency_code"],
         "account": {"id": row["account_id"], "name": row["account__name"], "platform": row["account__platform"]},
         "synced_at": row["synced_at"],
-        "metrics": metrics_of(row, data_from),
+        "metrics": metrics_of(row, has_data=data_from is not None),
         "date_from": date_from,
         "date_to": date_to,
         "data_from": data_from,
