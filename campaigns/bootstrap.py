@@ -23,13 +23,15 @@ def discover_missing_sandbox_accounts() -> int:
     missing = [platform for platform in ("google", "meta") if platform not in have]
     if not missing:
         return 0
-    try:
-        found = services.account_discover(platforms=missing)
-    except PlatformError as exc:
-        logger.info("sandbox accounts still not reachable", extra={"error": str(exc)})
-        return 0
-    logger.info("sandbox accounts discovered", extra={"accounts": len(found)})
-    return len(found)
+    found = 0
+    for platform in missing:  # one platform's emulator being down must not hold back the other's
+        try:
+            found += len(services.account_discover(platforms=[platform]))
+        except PlatformError as exc:
+            logger.info("sandbox accounts still not reachable", extra={"platform": platform, "error": str(exc)})
+    if found:
+        logger.info("sandbox accounts discovered", extra={"accounts": found})
+    return found
 
 
 def run(*, stdout) -> None:
