@@ -45,6 +45,19 @@ SPARKLINE_TEMPLATE = "admin/campaigns/campaign/spend_sparkline.html"
 PACING_TEMPLATE = "admin/campaigns/campaign/budget_pacing.html"
 
 
+def lifetime_text(obj: Campaign | AdGroup, lifetime_micros: int | None) -> str:
+    """A lifetime budget with what is left of it and when it ends: "1,200 JPY · 300 JPY left · ends …"."""
+    if lifetime_micros is None:
+        return "—"
+    currency = obj.account.currency_code
+    parts = [format_money(lifetime_micros, currency)]
+    if obj.budget_remaining_micros is not None:
+        parts.append(f"{format_money(obj.budget_remaining_micros, currency)} left")
+    if obj.end_time:
+        parts.append(f"ends {timezone.localtime(obj.end_time):%Y-%m-%d %H:%M}")
+    return " · ".join(parts)
+
+
 def budget_text(obj: Campaign | AdGroup) -> str:
     """Where the budget is and how much: "50.00 USD / day", "1,200 JPY lifetime", "on its ad sets"."""
     currency = obj.account.currency_code
@@ -400,15 +413,7 @@ class CampaignAdmin(AccountScopedAdmin):
 
     @admin.display(description="Lifetime budget")
     def lifetime(self, obj: Campaign) -> str:
-        if obj.budget_micros is None:
-            return "—"
-        currency = obj.account.currency_code
-        parts = [format_money(obj.budget_micros, currency)]
-        if obj.budget_remaining_micros is not None:
-            parts.append(f"{format_money(obj.budget_remaining_micros, currency)} left")
-        if obj.end_time:
-            parts.append(f"ends {timezone.localtime(obj.end_time):%Y-%m-%d %H:%M}")
-        return " · ".join(parts)
+        return lifetime_text(obj, obj.budget_micros)
 
     @admin.display(description="Spend 7d", ordering="spend_7")
     def spend_7d(self, obj: Campaign) -> str:
@@ -498,15 +503,7 @@ class AdGroupAdmin(AccountScopedAdmin):
 
     @admin.display(description="Lifetime budget")
     def lifetime(self, obj: AdGroup) -> str:
-        if obj.lifetime_budget_micros is None:
-            return "—"
-        currency = obj.account.currency_code
-        parts = [format_money(obj.lifetime_budget_micros, currency)]
-        if obj.budget_remaining_micros is not None:
-            parts.append(f"{format_money(obj.budget_remaining_micros, currency)} left")
-        if obj.end_time:
-            parts.append(f"ends {timezone.localtime(obj.end_time):%Y-%m-%d %H:%M}")
-        return " · ".join(parts)
+        return lifetime_text(obj, obj.lifetime_budget_micros)
 
     @admin.display(description="Spend 7d", ordering="spend_7")
     def spend_7d(self, obj: AdGroup) -> str:
