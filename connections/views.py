@@ -9,12 +9,13 @@ disconnecting add or stop accounts for everyone, so they need the admin role on 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -128,40 +129,55 @@ def connect_meta_callback(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @manager_required
 def connect_google_service_account(request: HttpRequest) -> HttpResponse:
-    reconnect = _paste_target(request, Platform.GOOGLE, Connection.Kind.SERVICE_ACCOUNT)
-    if request.method == "POST":
-        try:
-            connection = services.connection_add_service_account(
-                key_json=request.POST.get("key", "")[:20000],
-                login_customer_id=request.POST.get("login_customer_id", "")[:32],
-                actor=request.user,
-                reconnect=reconnect,
-            )
-        except services.ConnectError as exc:
-            return _paste_page(request, "connections/service_account.html", str(exc), reconnect, status=400)
-        messages.success(request, f"Service account connected: {connection.label}. Pick the accounts to sync.")
-        return HttpResponseRedirect(reverse("connect-accounts", args=[connection.pk]))
-    return _paste_page(request, "connections/service_account.html", "", reconnect)
+    return _paste_credentials(
+        request,
+        template="connections/service_account.html",
+        reconnect=_paste_target(request, Platform.GOOGLE, Connection.Kind.SERVICE_ACCOUNT),
+        connect=lambda post, reconnect: services.connection_add_service_account(
+            key_json=post.get("key", "")[:20000],
+            login_customer_id=post.get("login_customer_id", "")[:32],
+            actor=request.user,
+            reconnect=reconnect,
+        ),
+        connected="Service account connected",
+    )
 
 
 @sensitive_post_parameters("token")
 @require_http_methods(["GET", "POST"])
 @manager_required
 def connect_meta_system_user(request: HttpRequest) -> HttpResponse:
-    reconnect = _paste_target(request, Platform.META, Connection.Kind.SYSTEM_USER)
+    return _paste_credentials(
+        request,
+        template="connections/system_user.html",
+        reconnect=_paste_target(request, Platform.META, Connection.Kind.SYSTEM_USER),
+        connect=lambda post, reconnect: services.connection_add_system_user(
+            token=post.get("token", "")[:4096],
+            business_id=post.get("business_id", "")[:32],
+            actor=request.user,
+            reconnect=reconnect,
+        ),
+        connected="System user connected",
+    )
+
+
+def _paste_credentials(
+    request: HttpRequest,
+    *,
+    template: str,
+    reconnect: Connection | None,
+    connect: Callable[[QueryDict, Connection | None], Connection],
+    connected: str,
+) -> HttpResponse:
+    """The pasted-credentials page: GET shows the form, POST connects and goes on to pick accounts."""
     if request.method == "POST":
         try:
-            connection = services.connection_add_system_user(
-                token=request.POST.get("token", "")[:4096],
-                business_id=request.POST.get("business_id", "")[:32],
-                actor=request.user,
-                reconnect=reconnect,
-            )
+            connection = connect(request.POST, reconnect)
         except services.ConnectError as exc:
-            return _paste_page(request, "connections/system_user.html", str(exc), reconnect, status=400)
-        messages.success(request, f"System user connected: {connection.label}. Pick the accounts to sync.")
+            return _paste_page(request, template, str(exc), reconnect, status=400)
+        messages.success(request, f"{connected}: {connection.label}. Pick the accounts to sync.")
         return HttpResponseRedirect(reverse("connect-accounts", args=[connection.pk]))
-    return _paste_page(request, "connections/system_user.html", "", reconnect)
+    return _paste_page(request, template, "", reconnect)
 
 
 def _paste_target(request: HttpRequest, platform: str, kind: str) -> Connection | None:
