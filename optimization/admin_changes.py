@@ -14,6 +14,7 @@ Every view and action asks for the advertiser role on the object's account (camp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -262,24 +263,17 @@ class ChangeToolsMixin:
                 "confirm_large_change": form.cleaned_data["confirm_large_change"],
                 "confirm_shared_budget": form.cleaned_data["confirm_shared_budget"],
             }
-            try:
-                if "_check" in request.POST:
-                    preview = changes.budget_change_preview(**request_kwargs)
-                else:
-                    run = changes.budget_change(
-                        **request_kwargs, actor=request.user, source=OptimizationRun.Source.STAFF
-                    )
-                    self.message_user(
-                        request,
-                        f"Budget change #{run.pk} to {money(run.new_budget_micros, obj)} is being pushed; it shows as "
-                        f"applied once {changes.PLATFORM_NAMES.get(obj.platform, obj.platform)} confirms.",
-                        messages.SUCCESS,
-                    )
-                    return HttpResponseRedirect(admin_url(obj, "change"))
-            except ValidationError as exc:
-                form.add_service_error(exc)
-            except changes.BudgetPlatformUnavailable as exc:
-                form.add_error(None, str(exc))
+            preview, pushed = self._preview_or_push(
+                request,
+                obj,
+                form,
+                request_kwargs,
+                preview_change=changes.budget_change_preview,
+                push_change=changes.budget_change,
+                pushed_text=lambda run: f"Budget change #{run.pk} to {money(run.new_budget_micros, obj)}",
+            )
+            if pushed is not None:
+                return pushed
         today = account_today(obj.account)
         spend = _spend(obj, today)
         budget_settings: AccountBudgetSettings | None = selectors.account_budget_settings(account=obj.account)
@@ -305,6 +299,38 @@ class ChangeToolsMixin:
             "shared_with": selectors.shared_budget_siblings(campaign=obj) if shared else [],
         }
         return TemplateResponse(request, "admin/optimization/budget_form.html", context)
+
+    def _preview_or_push(
+        self,
+        request,
+        obj: Campaign | AdGroup,
+        form,
+        request_kwargs: dict[str, Any],
+        *,
+        preview_change: Callable[..., changes.ChangePreview],
+        push_change: Callable[..., OptimizationRun],
+        pushed_text: Callable[[OptimizationRun], str],
+    ) -> tuple[changes.ChangePreview | None, HttpResponseRedirect | None]:
+        """The "Check" button previews the change; the submit button pushes it and redirects to the object.
+
+        Returns the preview (when checked) and the redirect (when pushed); refusals land on ``form``."""
+        try:
+            if "_check" in request.POST:
+                return preview_change(**request_kwargs), None
+            run = push_change(**request_kwargs, actor=request.user, source=OptimizationRun.Source.STAFF)
+        except ValidationError as exc:
+            form.add_service_error(exc)
+        except changes.BudgetPlatformUnavailable as exc:
+            form.add_error(None, str(exc))
+        else:
+            self.message_user(
+                request,
+                f"{pushed_text(run)} is being pushed; it shows as "
+                f"applied once {changes.PLATFORM_NAMES.get(obj.platform, obj.platform)} confirms.",
+                messages.SUCCESS,
+            )
+            return None, HttpResponseRedirect(admin_url(obj, "change"))
+        return None, None
 
     def _needs_large_confirmation(self, form, place: BudgetPlace, preview) -> bool:
         """The ±50% box appears once the typed budget is that far from the current one (or a guard asked)."""
@@ -336,24 +362,17 @@ class ChangeToolsMixin:
                 "new_status": form.cleaned_data["status"],
                 "reason": form.cleaned_data["reason"],
             }
-            try:
-                if "_check" in request.POST:
-                    preview = changes.status_change_preview(**request_kwargs)
-                else:
-                    run = changes.status_change(
-                        **request_kwargs, actor=request.user, source=OptimizationRun.Source.STAFF
-                    )
-                    self.message_user(
-                        request,
-                        f"Status change #{run.pk} ({run.old_status} → {run.new_status}) is being pushed; it shows as "
-                        f"applied once {changes.PLATFORM_NAMES.get(obj.platform, obj.platform)} confirms.",
-                        messages.SUCCESS,
-                    )
-                    return HttpResponseRedirect(admin_url(obj, "change"))
-            except ValidationError as exc:
-                form.add_service_error(exc)
-            except changes.BudgetPlatformUnavailable as exc:
-                form.add_error(None, str(exc))
+            preview, pushed = self._preview_or_push(
+                request,
+                obj,
+                form,
+                request_kwargs,
+                preview_change=changes.status_change_preview,
+                push_change=changes.status_change,
+                pushed_text=lambda run: f"Status change #{run.pk} ({run.old_status} → {run.new_status})",
+            )
+            if pushed is not None:
+                return pushed
         verb = "Pause" if wanted == CampaignStatus.PAUSED else "Enable"
         context = {
             **self._page_context(request, obj, f"{verb} {noun(obj)} {obj.name}"),
