@@ -16,6 +16,7 @@ from campaigns.api import (
     AccountRefSerializer,
     DateRangeParams,
     MetricsSerializer,
+    PageEnvelopeSerializer,
     metrics_of,
     page_envelope,
     require_page_exists,
@@ -53,12 +54,7 @@ class AdGroupSerializer(serializers.Serializer):
     )
 
 
-class AdGroupPageSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
-    page = serializers.IntegerField()
-    page_size = serializers.IntegerField()
-    next = serializers.CharField(allow_null=True)
-    previous = serializers.CharField(allow_null=True)
+class AdGroupPageSerializer(PageEnvelopeSerializer):
     results = AdGroupSerializer(many=True)
 
 

@@ -131,12 +131,17 @@ class CampaignSerializer(serializers.Serializer):
     )
 
 
-class CampaignPageSerializer(serializers.Serializer):
+class PageEnvelopeSerializer(serializers.Serializer):
+    """The paging fields around a list's ``results`` (see ``page_envelope``); subclasses declare ``results``."""
+
     count = serializers.IntegerField()
     page = serializers.IntegerField()
     page_size = serializers.IntegerField()
     next = serializers.CharField(allow_null=True)
     previous = serializers.CharField(allow_null=True)
+
+
+class CampaignPageSerializer(PageEnvelopeSerializer):
     results = CampaignSerializer(many=True)
 
 
