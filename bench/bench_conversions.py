@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from bench.common import (  # noqa: E402
     ensure_database,
     gunicorn,
     http_load,
+    peak_rss_mb,
 )
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/conversions_bench"
@@ -84,8 +84,7 @@ def worker() -> None:
     start = time.perf_counter()
     summary = services.conversions_upload_pending()
     elapsed = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": elapsed, "peak_rss_mib": round(peak_kib / 1024, 1), **summary.as_dict()}))
+    print(json.dumps({"seconds": elapsed, "peak_rss_mib": round(peak_rss_mb(), 1), **summary.as_dict()}))
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -21,13 +20,11 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+
+from bench.common import peak_rss_mb  # noqa: E402
+
 ACCOUNT_ID = "1234567890"
 ACCOUNT_TIME_ZONE = "America/New_York"
-
-
-def _peak_rss_mib() -> float:
-    # Linux reports ru_maxrss in KiB (macOS in bytes; this bench targets the Linux hosts).
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_child(args: argparse.Namespace) -> None:
@@ -66,7 +63,7 @@ def run_child(args: argparse.Namespace) -> None:
     warm.check_credentials()
     sum(1 for _ in warm.iter_daily_metrics(account, last, last))
     warm.close()
-    baseline = _peak_rss_mib()
+    baseline = peak_rss_mb()
 
     checksum = {"cost_micros": 0}
 
@@ -88,7 +85,7 @@ def run_child(args: argparse.Namespace) -> None:
                 "rows": best.rows,
                 "seconds": round(best.seconds, 3),
                 "rows_per_second": round(best.rows_per_second),
-                "peak_rss_mib": round(_peak_rss_mib(), 1),
+                "peak_rss_mib": round(peak_rss_mb(), 1),
                 "rss_before_stream_mib": round(baseline, 1),
                 "cost_micros_checksum": checksum["cost_micros"] // args.repeat,
             }

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import resource
 import sys
 import time
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere in the checkout
 
+from bench.common import peak_rss_mb
 from platforms.base import Account
 from platforms.meta import MetaPlatform
 from platforms.registry import (
@@ -40,10 +40,6 @@ def _serve(campaigns: int, days: int, ports: multiprocessing.Queue, stop: multip
     ports.put(sandbox.port)
     stop.wait()
     sandbox.stop()
-
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def main() -> None:
@@ -74,7 +70,7 @@ def main() -> None:
         date_from, date_to = today - timedelta(days=args.days), today - timedelta(days=1)
 
         platform.check_credentials()  # warm the connection and imports outside the timing
-        rss_before = _peak_rss_mib()
+        rss_before = peak_rss_mb()
         started = time.perf_counter()
         rows = 0
         cost_micros = 0
@@ -82,7 +78,7 @@ def main() -> None:
             rows += 1
             cost_micros += row.cost_micros
         elapsed = time.perf_counter() - started
-        peak = _peak_rss_mib()
+        peak = peak_rss_mb()
     finally:
         stop.set()
         server.join(timeout=10)

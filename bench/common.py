@@ -331,6 +331,19 @@ def alternate(rounds: int, loads: dict[str, Callable[[], LoadResult]]) -> dict[s
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory, in MiB.
+
+    Read from the kernel's high-water mark of this process image (``VmHWM``): ``ru_maxrss``
+    survives ``execve``, so a child started by a large parent (fork, then exec) would report the
+    parent's size, not its own. Elsewhere than Linux, ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
