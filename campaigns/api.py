@@ -60,11 +60,10 @@ class CampaignDateRangeParams(DateRangeParams):
     """The range of one campaign's numbers: by default it ends on its own account's today."""
 
     def default_date_to(self, attrs: dict[str, Any]) -> date:
-        time_zone = (
-            AdAccount.objects.filter(campaigns__pk=self.context.get("campaign_id"))
-            .values_list("time_zone", flat=True)
-            .first()
-        )
+        campaign_id = self.context.get("campaign_id")
+        if campaign_id is None:
+            return super().default_date_to(attrs)
+        time_zone = AdAccount.objects.filter(campaigns__pk=campaign_id).values_list("time_zone", flat=True).first()
         return services.zone_today(time_zone) if time_zone is not None else super().default_date_to(attrs)
 
 

@@ -179,7 +179,8 @@ class ConversionSerializer(serializers.ModelSerializer):
     account_external_id = serializers.CharField(source="account.external_id", read_only=True)
     conversion_action = serializers.IntegerField(source="action_id", read_only=True)
     conversion_action_external_id = serializers.CharField(source="action.external_id", read_only=True)
-    value = serializers.SerializerMethodField()
+    # Not get_value: that name is Field.get_value, which a serializer used as a nested field relies on.
+    value = serializers.SerializerMethodField(method_name="value_in_units")
     duplicate = serializers.SerializerMethodField()
 
     class Meta:
@@ -211,7 +212,7 @@ class ConversionSerializer(serializers.ModelSerializer):
         )
         read_only_fields = fields
 
-    def get_value(self, conversion: Conversion) -> str | None:
+    def value_in_units(self, conversion: Conversion) -> str | None:
         if conversion.value_micros is None:
             return None
         return str(Decimal(conversion.value_micros) / MICROS_PER_UNIT)
@@ -269,6 +270,7 @@ class _IngestView(APIView):
     item_serializer: type[serializers.Serializer]
     batch_key: str
     max_batch: int
+    platform: str
 
     def ingest(self, *, items: list[dict[str, Any]], idempotency_key: str, source: str) -> services.IngestOutcome:
         raise NotImplementedError
@@ -358,6 +360,19 @@ class IdempotencyConflict(exceptions.APIException):
     default_code = "idempotency_key_reused"
 
 
+def _ingest_responses(*, batch_key: str, item_noun: str) -> dict[int, OpenApiResponse]:
+    """The documented answers of an ingest endpoint; only the batch key and what an item is called differ."""
+    return {
+        202: OpenApiResponse(
+            ConversionSerializer,
+            description=f"Stored; upload follows. A batch answers {{{batch_key}: [...], created, duplicates}}.",
+        ),
+        200: OpenApiResponse(ConversionSerializer, description="A repeat: the first record, nothing created."),
+        400: OpenApiResponse(description=f"Invalid {item_noun}, named by index and field; nothing stored."),
+        409: OpenApiResponse(description="Idempotency-Key reused with a different body."),
+    }
+
+
 class GoogleConversionIngestView(_IngestView):
     """One Google Ads click conversion, or ``{"conversions": [...]}`` of up to 2,000."""
 
@@ -373,15 +388,7 @@ class GoogleConversionIngestView(_IngestView):
         operation_id="conversions_google_create",
         parameters=[IDEMPOTENCY_HEADER],
         request=GoogleConversionInSerializer,
-        responses={
-            202: OpenApiResponse(
-                ConversionSerializer,
-                description="Stored; upload follows. A batch answers {conversions: [...], created, duplicates}.",
-            ),
-            200: OpenApiResponse(ConversionSerializer, description="A repeat: the first record, nothing created."),
-            400: OpenApiResponse(description="Invalid items, named by index and field; nothing stored."),
-            409: OpenApiResponse(description="Idempotency-Key reused with a different body."),
-        },
+        responses=_ingest_responses(batch_key="conversions", item_noun="items"),
         tags=["conversions"],
     )
     def post(self, request, *args, **kwargs):
@@ -406,15 +413,7 @@ class MetaConversionIngestView(_IngestView):
         operation_id="conversions_meta_create",
         parameters=[IDEMPOTENCY_HEADER],
         request=MetaEventInSerializer,
-        responses={
-            202: OpenApiResponse(
-                ConversionSerializer,
-                description="Stored; upload follows. A batch answers {events: [...], created, duplicates}.",
-            ),
-            200: OpenApiResponse(ConversionSerializer, description="A repeat: the first record, nothing created."),
-            400: OpenApiResponse(description="Invalid events, named by index and field; nothing stored."),
-            409: OpenApiResponse(description="Idempotency-Key reused with a different body."),
-        },
+        responses=_ingest_responses(batch_key="events", item_noun="events"),
         tags=["conversions"],
     )
     def post(self, request, *args, **kwargs):
@@ -427,7 +426,8 @@ class MetaConversionIngestView(_IngestView):
 class IdFilter(django_filters.NumberFilter):
     """A database id: a whole number (NumberFilter alone would take 0.5)."""
 
-    field_class = forms.IntegerField
+    # The stubs type field_class as NumberFilter's DecimalField; django-filter takes any form field class here.
+    field_class = forms.IntegerField  # type: ignore[assignment]
 
 
 class ConversionFilter(django_filters.FilterSet):

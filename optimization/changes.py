@@ -80,6 +80,8 @@ class Target:
         if ad_group is not None:
             ad_group = AdGroup.objects.select_related("campaign__account", "account").get(pk=ad_group.pk)
             return cls(campaign=ad_group.campaign, ad_group=ad_group)
+        if campaign is None:
+            raise TypeError("Target.of needs a campaign or an ad group")
         return cls(campaign=Campaign.objects.select_related("account").get(pk=campaign.pk))
 
     @property
@@ -686,10 +688,15 @@ def change_push(*, run: OptimizationRun) -> OptimizationRun:
                 f"{format_money(run.old_budget_micros, currency)}). Sync and decide again.",
                 {f"platform_{budget_field(period)}": there, "code": "changed_on_platform"},
             )
-        update = _send_budget(target, period, run.new_budget_micros, validate_only=False)
-        confirmed = update.lifetime_budget_micros if period == Period.LIFETIME else update.daily_budget_micros
+        # budget_change always records the new budget; only status runs leave it empty.
+        assert run.new_budget_micros is not None
+        budget_update = _send_budget(target, period, run.new_budget_micros, validate_only=False)
+        confirmed = (
+            budget_update.lifetime_budget_micros if period == Period.LIFETIME else budget_update.daily_budget_micros
+        )
         return _mark_applied(
-            run, {budget_field(period): confirmed, "resource": update.resource, "raw": _jsonable(update.raw)}
+            run,
+            {budget_field(period): confirmed, "resource": budget_update.resource, "raw": _jsonable(budget_update.raw)},
         )
     except TransientError:
         raise  # the task retries with backoff
