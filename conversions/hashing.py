@@ -19,48 +19,11 @@ import re
 import unicodedata
 from datetime import date
 
+import phonenumbers
+
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
-_PHONE_SEPARATORS = re.compile(r"[\s\-().\/]")
-_INTERNATIONAL_PHONE = re.compile(r"^[1-9]\d{6,14}$")  # E.164: at most 15 digits, no leading zero
-
-# Calling codes of the countries a sender most often omits; a national number (no + / 00)
-# can only be made international when the sender also says which country it belongs to.
-_CALLING_CODES = {
-    "us": "1",
-    "ca": "1",
-    "gb": "44",
-    "ie": "353",
-    "de": "49",
-    "at": "43",
-    "ch": "41",
-    "fr": "33",
-    "be": "32",
-    "nl": "31",
-    "lu": "352",
-    "es": "34",
-    "pt": "351",
-    "it": "39",
-    "dk": "45",
-    "se": "46",
-    "no": "47",
-    "fi": "358",
-    "pl": "48",
-    "cz": "420",
-    "au": "61",
-    "nz": "64",
-    "in": "91",
-    "jp": "81",
-    "kr": "82",
-    "sg": "65",
-    "br": "55",
-    "mx": "52",
-    "za": "27",
-    "ae": "971",
-}
-# Countries whose national numbers start with a trunk prefix 0 that E.164 drops.
-_TRUNK_ZERO = frozenset(set(_CALLING_CODES) - {"us", "ca", "it", "dk", "no", "pt", "lu", "es", "pl", "cz", "sg"})
 
 _US_STATES = {
     "alabama": "al",
@@ -148,27 +111,62 @@ def normalize_email(value: str, *, gmail_dot_rule: bool) -> str:
     return f"{local}@{domain}"
 
 
+def phone_e164(value: str, *, region: str = "") -> str:
+    """The number in E.164 (``+`` country code, national number), or "" when it is not valid.
+
+    Parsing and validation are libphonenumber's: per-country lengths and prefixes, the trunk
+    ``0`` (also a bracketed ``(0)`` after the country code), extensions dropped. A number
+    without ``+`` or ``00`` is national and needs ``region`` (ISO alpha-2, any case).
+    """
+    text = value.strip()
+    # Most of the world dials 00 for abroad; senders write it even where the prefix differs.
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    known_region = _known_phone_region(region)
+    if not text.startswith("+") and known_region is None:
+        return ""
+    try:
+        number = phonenumbers.parse(text, known_region)
+    except phonenumbers.NumberParseException:
+        return ""
+    if not phonenumbers.is_valid_number(number):
+        return ""
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_region_for_calling_code(calling_code: str) -> str:
+    """The main region (ISO alpha-2) of a calling code such as "1" or "44"; "" when unknown."""
+    if not calling_code.strip().isdigit():
+        return ""
+    region = phonenumbers.region_code_for_country_code(int(calling_code))
+    return "" if region == phonenumbers.UNKNOWN_REGION else region
+
+
+def phone_calling_code(e164: str) -> str:
+    """The calling code of an E.164 number ("1", "44", "353"), or "" for anything else."""
+    try:
+        return str(phonenumbers.parse(e164, None).country_code)
+    except phonenumbers.NumberParseException:
+        return ""
+
+
+def _known_phone_region(region: str) -> str | None:
+    code = region.strip().upper()
+    return code if code in phonenumbers.SUPPORTED_REGIONS else None
+
+
 def normalize_phone_e164(value: str, *, country: str = "") -> str:
     """``+<country code><number>``. A national number needs ``country`` (ISO alpha-2)."""
-    raw = _PHONE_SEPARATORS.sub("", value.strip())
-    if raw.startswith("+"):
-        digits = raw[1:]
-    elif raw.startswith("00"):
-        digits = raw[2:]
-    else:
-        calling_code = _CALLING_CODES.get(country.strip().lower())
-        if not raw.isdigit() or calling_code is None:
-            raise IdentifierError(
-                "Give the phone number with its country code (E.164, e.g. +16505551212), "
-                "or a national number together with the country."
-            )
-        national = raw.lstrip("0") if country.strip().lower() in _TRUNK_ZERO else raw
-        # North American numbers are often written with their 1 already in front.
-        already_international = calling_code == "1" and len(national) == 11 and national.startswith("1")
-        digits = national if already_international else calling_code + national
-    if not _INTERNATIONAL_PHONE.match(digits):
+    text = value.strip()
+    if not text.startswith(("+", "00")) and _known_phone_region(country) is None:
+        raise IdentifierError(
+            "Give the phone number with its country code (E.164, e.g. +16505551212), "
+            "or a national number together with the country."
+        )
+    e164 = phone_e164(text, region=country)
+    if not e164:
         raise IdentifierError("Enter a valid phone number in E.164 form (e.g. +16505551212).")
-    return f"+{digits}"
+    return e164
 
 
 def _strip_accents_kept(value: str) -> str:

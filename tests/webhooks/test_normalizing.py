@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from conversions.hashing import phone_calling_code
 from webhooks.services import LeadPayloadError, lead_data_from_payload, phone_to_e164
 
 
@@ -16,7 +17,7 @@ from webhooks.services import LeadPayloadError, lead_data_from_payload, phone_to
         ("1-650-555-0123", "1", "+16505550123"),
         ("(650) 555-0123 ext. 42", "1", "+16505550123"),
         ("0044 20 7946 0958", "1", "+442079460958"),
-        ("+44 (0)20 7946 0958", "1", "+4402079460958"),
+        ("+44 (0)20 7946 0958", "1", "+442079460958"),  # the bracketed trunk 0 is not dialled
         ("020 7946 0958", "44", "+442079460958"),
         ("06 12 34 56 78", "33", "+33612345678"),
         ("555-0123", "1", ""),  # too short for the NANP
@@ -25,10 +26,25 @@ from webhooks.services import LeadPayloadError, lead_data_from_payload, phone_to
         ("", "1", ""),
         ("+1234567890123456", "1", ""),  # longer than E.164 allows
         ("6505550123", "", ""),  # national number and no default country
+        ("020 7946 0018", "44", "+442079460018"),
+        ("+44 20 7946 0018 ext. 123", "1", "+442079460018"),  # the extension is not part of E.164
+        ("+44 20 7946 001", "1", ""),  # one digit short for a London number
+        ("+1 212 055 0123", "1", ""),  # NANP exchanges never start with 0
+        ("+7 912 345 67 89", "1", "+79123456789"),  # a one-digit calling code
+        ("6505550123", "999", ""),  # no country has calling code 999
     ],
 )
 def test_phone_to_e164(raw, country, expected):
     assert phone_to_e164(raw, default_country_code=country) == expected
+
+
+@pytest.mark.parametrize(
+    ("phone", "calling_code"),
+    [("+16505550123", "1"), ("+442079460018", "44"), ("+79123456789", "7"), ("+353851234567", "353"), ("", "")],
+)
+def test_phone_country_is_the_whole_calling_code(phone, calling_code):
+    # What the routing field "phone_country" compares; it once took two characters after the +.
+    assert phone_calling_code(phone) == calling_code
 
 
 def test_first_and_last_name_make_the_full_name():

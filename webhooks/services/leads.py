@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from campaigns.models import Campaign, Platform
+from conversions.hashing import phone_calling_code, phone_e164, phone_region_for_calling_code
 from webhooks.metrics import WEBHOOK_EVENTS, WEBHOOK_LAG
 from webhooks.models import (
     Destination,
@@ -49,34 +50,13 @@ logger = logging.getLogger(__name__)
 
 
 def phone_to_e164(raw: str, *, default_country_code: str = "1") -> str:
-    """``+`` and 8–15 digits, or "" when the number cannot be read.
+    """The number in E.164, or "" when it cannot be read as a valid number.
 
-    A number without ``+`` or ``00`` is taken as national in ``default_country_code``
-    (its trunk ``0`` dropped outside the NANP). Not a full numbering plan: no per-country
-    lengths except the NANP's, which is the common case for these leads.
+    A number without ``+`` or ``00`` is taken as national in the main country of
+    ``default_country_code`` (a calling code: "1" is the NANP, "44" the UK); the
+    numbering plan itself is libphonenumber's, shared with conversion hashing.
     """
-    text = re.sub(r"(?i)\s*(?:ext\.?|extension|x|#)\s*\d{1,6}\s*$", "", (raw or "").strip())
-    if re.search(r"[A-Za-z]", text):
-        return ""
-    international = text.startswith("+")
-    digits = re.sub(r"\D", "", text)
-    if not digits:
-        return ""
-    if not international:
-        if digits.startswith("00"):
-            digits = digits[2:]
-        elif not default_country_code:
-            return ""
-        elif default_country_code == "1" and len(digits) == 11 and digits.startswith("1"):
-            pass
-        else:
-            national = digits[1:] if digits.startswith("0") and default_country_code != "1" else digits
-            digits = default_country_code + national
-    if not 8 <= len(digits) <= 15 or digits.startswith("0"):
-        return ""
-    if digits.startswith("1") and len(digits) != 11:
-        return ""
-    return "+" + digits
+    return phone_e164(raw or "", region=phone_region_for_calling_code(default_country_code))
 
 
 def _int64_or_none(value: Any) -> int | None:
@@ -278,7 +258,7 @@ LEAD_FIELDS: dict[str, Callable[[Lead], Any]] = {
     "email": lambda lead: lead.email,
     "email_domain": lambda lead: lead.email.rpartition("@")[2] if "@" in lead.email else "",
     "phone": lambda lead: lead.phone,
-    "phone_country": lambda lead: _phone_country(lead.phone),
+    "phone_country": lambda lead: phone_calling_code(lead.phone),
     "full_name": lambda lead: lead.full_name,
     "gclid": lambda lead: lead.gclid,
     "campaign_id": lambda lead: lead.campaign_external_id,
@@ -290,10 +270,6 @@ LEAD_FIELDS: dict[str, Callable[[Lead], Any]] = {
     "is_test": lambda lead: lead.is_test,
     "source": lambda lead: lead.source.name if lead.source_id else "",
 }
-
-
-def _phone_country(phone: str) -> str:
-    return "1" if phone.startswith("+1") else phone[1:3]
 
 
 @dataclass(frozen=True)
