@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from standardwebhooks.webhooks import Webhook
 
 from webhooks.models import (
     WebhookSource,
@@ -37,10 +38,14 @@ def _secret_key_bytes(secret: str) -> bytes:
 
 
 def standard_webhook_signature(*, secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """``v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">``, as Standard Webhooks signs."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(_secret_key_bytes(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    """``v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">``, computed by the standardwebhooks package.
+
+    The key is handed over as bytes because the package would base64-decode any string, and our
+    secrets may be plain text (see ``_secret_key_bytes``). Raises ``UnicodeDecodeError`` for a
+    body that is not UTF-8: the package signs text.
+    """
+    signed_at = datetime.fromtimestamp(timestamp, tz=UTC)
+    return Webhook(_secret_key_bytes(secret)).sign(msg_id, signed_at, body.decode("utf-8"))
 
 
 _SOURCES_VERSION_KEY = "webhooks:sources-version"
@@ -127,6 +132,11 @@ def webhook_source_authenticate_relay(
         if abs(now - timestamp) > SIGNATURE_TOLERANCE_SECONDS:
             raise WebhookAuthError("webhook-timestamp is more than 5 minutes away from our clock.")
         offered = [part.strip() for part in signature_header.split(" ") if part.strip().startswith("v1,")]
+        try:
+            raw_body.decode("utf-8")
+        except UnicodeDecodeError:
+            # Standard Webhooks signs text; bytes that are not UTF-8 cannot carry a valid signature.
+            raise WebhookAuthError("The webhook-signature does not match any active secret.") from None
         matched = None
         for source in sources:
             for secret in source.active_secrets:
