@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import InlineModelAdmin
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import BigIntegerField, Case, DateField, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
@@ -37,6 +39,10 @@ from campaigns.models import (
     SyncRun,
 )
 from platforms.base import PlatformError, format_money
+
+if TYPE_CHECKING:
+    # The stubs' name for what ModelAdmin.fieldsets holds (a title and its options per fieldset).
+    from django.contrib.admin.options import _FieldsetSpec
 
 SPARKLINE_DAYS = 30
 # The templates below render charts through the project's template tags (adsplatform), so this
@@ -123,8 +129,14 @@ class AdAccountAdmin(AccountScopedAdmin):
     )
     list_filter = ("platform", "is_active", "needs_attention", "currency_code")
     search_fields = ("name", "external_id", "manager_customer_id")
-    readonly_fields = (*ACCOUNT_PLATFORM_FIELDS, "last_synced_at", "attention_reason", "created_at", "updated_at")
-    readonly_fields += ("connection",)  # an account changes connection through the Connect flow only
+    readonly_fields = (
+        *ACCOUNT_PLATFORM_FIELDS,
+        "last_synced_at",
+        "attention_reason",
+        "created_at",
+        "updated_at",
+        "connection",  # an account changes connection through the Connect flow only
+    )
     actions = ("sync_now", "clear_attention")
     change_list_template = "admin/campaigns/adaccount/change_list.html"
 
@@ -157,10 +169,12 @@ class AdAccountAdmin(AccountScopedAdmin):
 
     @admin.display(description="Last run")
     def last_run(self, obj: AdAccount) -> str:
-        if not obj.last_run_id:
+        # last_run_id and last_run_status are annotated by get_queryset.
+        last_run_id = getattr(obj, "last_run_id", None)
+        if not last_run_id:
             return "—"
-        url = reverse("admin:campaigns_syncrun_change", args=[obj.last_run_id])
-        return format_html('<a href="{}">#{} {}</a>', url, obj.last_run_id, obj.last_run_status)
+        url = reverse("admin:campaigns_syncrun_change", args=[last_run_id])
+        return format_html('<a href="{}">#{} {}</a>', url, last_run_id, getattr(obj, "last_run_status", ""))
 
     @admin.action(description="Sync now", permissions=("sync",))
     def sync_now(self, request, queryset):
@@ -196,7 +210,7 @@ class AdAccountAdmin(AccountScopedAdmin):
 
 
 class DailyMetricInline(ReadOnlyInline):
-    model = DailyMetric
+    model: type[DailyMetric | AdGroupDailyMetric] = DailyMetric
     fields = ("date", "impressions", "clicks", "cost", "conversions", "conversion_value")
     readonly_fields = fields
     verbose_name_plural = "Recent daily metrics"
@@ -252,6 +266,10 @@ def _spend_since(days: int):
     )
 
 
+# The attribute the changelist attaches to each campaign of its page: the sparkline's daily spend.
+SPEND_SERIES = "spend_series"
+
+
 def _attach_spend_series(campaigns: list[Campaign]) -> None:
     """Give each campaign of a page its last 30 days of spend (its account's dates), in one query."""
     if not campaigns:
@@ -265,7 +283,7 @@ def _attach_spend_series(campaigns: list[Campaign]) -> None:
     for campaign in campaigns:
         today = todays[campaign.account_id]
         days = [today - timedelta(days=offset) for offset in range(SPARKLINE_DAYS - 1, -1, -1)]
-        campaign.spend_series = [spend.get((campaign.pk, day), 0) for day in days]
+        setattr(campaign, SPEND_SERIES, [spend.get((campaign.pk, day), 0) for day in days])
 
 
 class CampaignChangeList(ChangeList):
@@ -305,7 +323,7 @@ class AdGroupInline(ReadOnlyInline):
 
 
 # Shown on a campaign's page: every field the platform owns, read-only, money in its currency.
-CAMPAIGN_FIELDSETS = (
+CAMPAIGN_FIELDSETS: _FieldsetSpec = (
     (None, {"fields": ("name", "account", "platform", "external_id", "status", "synced_at")}),
     ("Budget", {"fields": ("budget", "budget_pacing", "budget_where", "lifetime")}),
     ("Record", {"classes": ("collapse",), "fields": ("id", "budget_external_id", "created_at", "updated_at")}),
@@ -342,7 +360,7 @@ class CampaignAdmin(AccountScopedAdmin):
     search_fields = ("name", "external_id", "account__name")
     list_select_related = ("account",)
     fieldsets = CAMPAIGN_FIELDSETS
-    inlines = (AdGroupInline, DailyMetricInline)
+    inlines: ClassVar[tuple[type[InlineModelAdmin[Any, Any]], ...]] = (AdGroupInline, DailyMetricInline)
 
     def get_readonly_fields(self, request, obj=None):
         # Every field, whatever the role: nothing on this page is typed in.
@@ -356,7 +374,7 @@ class CampaignAdmin(AccountScopedAdmin):
 
     @admin.display(description="Spend, last 30 days")
     def spend_trend(self, obj: Campaign) -> SafeString | str:
-        series = getattr(obj, "spend_series", None)
+        series = getattr(obj, SPEND_SERIES, None)
         if series is None:
             return "—"
         currency = obj.account.currency_code
@@ -417,11 +435,11 @@ class CampaignAdmin(AccountScopedAdmin):
 
     @admin.display(description="Spend 7d", ordering="spend_7")
     def spend_7d(self, obj: Campaign) -> str:
-        return format_money(obj.spend_7, obj.account.currency_code)
+        return format_money(getattr(obj, "spend_7", None), obj.account.currency_code)
 
     @admin.display(description="Spend 30d", ordering="spend_30")
     def spend_30d(self, obj: Campaign) -> str:
-        return format_money(obj.spend_30, obj.account.currency_code)
+        return format_money(getattr(obj, "spend_30", None), obj.account.currency_code)
 
 
 class AdGroupCampaignFilter(admin.SimpleListFilter):
@@ -458,7 +476,7 @@ class AdGroupCampaignFilter(admin.SimpleListFilter):
         return queryset.filter(campaign_id=chosen) if chosen else queryset.none()
 
 
-AD_GROUP_FIELDSETS = (
+AD_GROUP_FIELDSETS: _FieldsetSpec = (
     (None, {"fields": ("name", "campaign_link", "account", "platform", "external_id", "status", "synced_at")}),
     ("Budget", {"fields": ("budget", "lifetime")}),
     ("Record", {"classes": ("collapse",), "fields": ("id", "created_at", "updated_at")}),
@@ -483,7 +501,7 @@ class AdGroupAdmin(AccountScopedAdmin):
     search_fields = ("name", "external_id", "campaign__name")
     list_select_related = ("campaign", "account")
     fieldsets = AD_GROUP_FIELDSETS
-    inlines = (AdGroupDailyMetricInline,)
+    inlines: ClassVar[tuple[type[InlineModelAdmin[Any, Any]], ...]] = (AdGroupDailyMetricInline,)
     show_full_result_count = False
 
     def get_readonly_fields(self, request, obj=None):
@@ -626,7 +644,9 @@ class AccountAccessAdmin(AccountScopedAdmin):
 
     @admin.display(description="Who", ordering="user__username")
     def grantee(self, obj: AccountAccess) -> str:
-        return obj.user.get_username() if obj.user_id else f"group: {obj.group.name}"
+        if obj.user is not None:
+            return obj.user.get_username()
+        return f"group: {obj.group.name}" if obj.group is not None else "—"
 
     @admin.display(description="Account", ordering="account__name")
     def account_display(self, obj: AccountAccess) -> str:
