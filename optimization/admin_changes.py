@@ -14,11 +14,11 @@ Every view and action asks for the advertiser role on the object's account (camp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -39,6 +39,12 @@ from optimization.admin_forms import BudgetChangeForm, BulkStatusForm, StatusCha
 from optimization.conf import setting
 from optimization.models import AccountBudgetSettings, OptimizationRun
 from platforms.base import format_money
+
+if TYPE_CHECKING:
+    # The mixin only ever sits on an account-scoped ModelAdmin: type-check it as one.
+    from campaigns.admin_scoping import AccountScopedAdmin as _ChangeToolsBase
+else:
+    _ChangeToolsBase = object
 
 # Button labels name the platform that answers ("Check with Google", "Check with Meta").
 CHECK_WITH = {"google": "Google", "meta": "Meta"}
@@ -165,11 +171,11 @@ def preview_errors_have(preview: changes.ChangePreview | None, code: str) -> boo
 # --- The tools on a synced object's admin ---------------------------------------------------------
 
 
-class ChangeToolsMixin:
+class ChangeToolsMixin(_ChangeToolsBase):
     """Budget form, pause / enable form and the bulk status actions of a synced object's admin."""
 
     change_form_template = "admin/optimization/synced_change_form.html"
-    actions = ("pause_selected", "enable_selected")
+    actions: Sequence[str] = ("pause_selected", "enable_selected")
 
     # --- Who may ---------------------------------------------------------------------------
 
@@ -486,7 +492,7 @@ class ChangeRecordInline(ReadOnlyInline):
     @admin.display(description="What")
     def what(self, run: OptimizationRun) -> str:
         text = describe_run(run, run.campaign.account.currency_code)["what"]
-        return f"{text} of {run.ad_group.name}" if run.ad_group_id else text
+        return f"{text} of {run.ad_group.name}" if run.ad_group is not None else text
 
     @admin.display(description="Old")
     def old(self, run: OptimizationRun) -> str:
