@@ -342,10 +342,18 @@ class DestinationAdmin(EveryAccountAdmin):
     list_display = ("name", "kind", "is_active", "updated_at")
     list_filter = ("kind", "is_active")
     search_fields = ("name",)
+    actions = ("rotate_signing_secret",)
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         services.routing_rules_invalidate()  # compiled rules carry only active destinations
+
+    @admin.action(description="Rotate the signing secret (the old one signs for 24 hours more)")
+    def rotate_signing_secret(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:
+        for destination in queryset.filter(kind=Destination.Kind.CRM):
+            new_secret = services.destination_rotate_signing_secret(destination)
+            # Shown once, to the admin who rotated it, so the CRM can be given the new secret.
+            self.message_user(request, f"{destination.name}: new signing secret {new_secret}")
 
     def delete_model(self, request, obj) -> None:
         super().delete_model(request, obj)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
 from django.db.models import Q
 
@@ -140,6 +142,12 @@ class Destination(models.Model):
     signing_secret = EncryptedCharField(
         max_length=255, blank=True, help_text="CRM only: Standard Webhooks secret used to sign each POST."
     )
+    # Outgoing rotation: until it expires, the secret rotated out also signs each POST, so the
+    # CRM can switch to the new secret without a window of failing signatures.
+    previous_signing_secret = EncryptedCharField(
+        max_length=255, blank=True, help_text="CRM only: the secret before the last rotation, signing until it expires."
+    )
+    previous_signing_secret_expires_at = models.DateTimeField(null=True, blank=True)
     recipients = models.TextField(blank=True, help_text="Email only: addresses separated by commas or new lines.")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -150,6 +158,14 @@ class Destination(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets a POST is signed with now: the current one, then the previous one in its grace period."""
+        secrets = [self.signing_secret] if self.signing_secret else []
+        expires_at = self.previous_signing_secret_expires_at
+        if self.previous_signing_secret and expires_at is not None and now < expires_at:
+            secrets.append(self.previous_signing_secret)
+        return secrets
 
 
 class RoutingRule(models.Model):

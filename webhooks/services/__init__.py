@@ -85,6 +85,7 @@ from webhooks.services.receiving import (
     webhook_event_record_refusal,
 )
 from webhooks.services.sources import (
+    destination_rotate_signing_secret,
     shared_version,
     standard_webhook_signature,
     webhook_source_authenticate_google,
@@ -132,6 +133,7 @@ __all__ = [
     "background_publisher",
     "broker_circuit",
     "delivery_timeout",
+    "destination_rotate_signing_secret",
     "enqueue_delivery",
     "enqueue_event_processing",
     "enqueue_events_processing",

@@ -112,10 +112,13 @@ def _send_to_crm(delivery: LeadDelivery, *, cap_seconds: float) -> int:
     msg_id = str(lead.pk)
     timestamp = int(time.time())
     headers = {"webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
-    if destination.signing_secret:
-        headers["webhook-signature"] = standard_webhook_signature(
-            secret=destination.signing_secret, msg_id=msg_id, timestamp=timestamp, body=body
-        )
+    # During a rotation both secrets sign; Standard Webhooks lets the header carry several.
+    signatures = [
+        standard_webhook_signature(secret=secret, msg_id=msg_id, timestamp=timestamp, body=body)
+        for secret in destination.signing_secrets(timezone.now())
+    ]
+    if signatures:
+        headers["webhook-signature"] = " ".join(signatures)
     return _post_json(destination.url, body, headers, attempt=delivery.attempts, cap_seconds=cap_seconds)
 
 

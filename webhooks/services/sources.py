@@ -5,18 +5,21 @@ from __future__ import annotations
 import base64
 import hmac
 import logging
+import secrets
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from webhooks.models import (
+    Destination,
     WebhookSource,
 )
 from webhooks.services.common import SIGNATURE_TOLERANCE_SECONDS, WebhookAuthError
@@ -46,6 +49,22 @@ def standard_webhook_signature(*, secret: str, msg_id: str, timestamp: int, body
     """
     signed_at = datetime.fromtimestamp(timestamp, tz=UTC)
     return Webhook(_secret_key_bytes(secret)).sign(msg_id, signed_at, body.decode("utf-8"))
+
+
+SIGNING_SECRET_GRACE = timedelta(hours=24)
+
+
+def destination_rotate_signing_secret(destination: Destination, *, grace: timedelta = SIGNING_SECRET_GRACE) -> str:
+    """Give ``destination`` a new ``whsec_`` secret; the old one keeps signing for ``grace``. Returns the new one."""
+    new_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    if destination.signing_secret:
+        destination.previous_signing_secret = destination.signing_secret
+        destination.previous_signing_secret_expires_at = timezone.now() + grace
+    destination.signing_secret = new_secret
+    destination.save(
+        update_fields=["signing_secret", "previous_signing_secret", "previous_signing_secret_expires_at", "updated_at"]
+    )
+    return new_secret
 
 
 _SOURCES_VERSION_KEY = "webhooks:sources-version"
