@@ -66,3 +66,20 @@ def test_rotating_a_destination_without_a_secret_keeps_no_previous_one(crm_desti
     crm_destination.refresh_from_db()
     assert new_secret.startswith("whsec_")
     assert (crm_destination.previous_signing_secret, crm_destination.previous_signing_secret_expires_at) == ("", None)
+
+
+def test_admin_action_rotates_and_shows_the_new_secret_once(admin_client, crm_destination):
+    response = admin_client.post(
+        "/admin/webhooks/destination/",
+        {"action": "rotate_signing_secret", "_selected_action": [crm_destination.pk]},
+        follow=True,
+    )
+    crm_destination.refresh_from_db()
+    assert crm_destination.previous_signing_secret == CRM_SIGNING_SECRET
+    assert crm_destination.signing_secrets(crm_destination.updated_at) == [
+        crm_destination.signing_secret,
+        CRM_SIGNING_SECRET,
+    ]
+    assert [str(m) for m in response.context["messages"]] == [
+        f"CRM: new signing secret {crm_destination.signing_secret}"
+    ]
