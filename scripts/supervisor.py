@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 
 def _load_resilience() -> ModuleType:
@@ -126,16 +126,17 @@ class Supervisor:
             self.start(program)
         return program
 
-    def start(self, program: Program) -> None:
+    def start(self, program: Program) -> subprocess.Popen[Any]:
         # The children stay in the supervisor's process group: a signal to the group (Ctrl-C in a
         # terminal) reaches every one of them directly, even if the supervisor is gone first.
-        program.process = subprocess.Popen(program.command, cwd=program.cwd, env=program.env)
+        process = program.process = subprocess.Popen(program.command, cwd=program.cwd, env=program.env)
         program.started_at = self.clock()
         program.starts += 1
         program.restart_at = None
         program.failed_probes = 0
         program.kill_at = None
         program.next_probe_at = program.started_at + program.probe_grace
+        return process
 
     def start_all(self) -> None:
         for program in self.programs:
@@ -165,17 +166,18 @@ class Supervisor:
             if process is not None and program.restart_at is None and process.returncode is None:
                 self._probe(program, now)
             if program.restart_at is not None and now >= program.restart_at:
-                self.start(program)
-                self.log(f"{program.name} started again (pid {program.process.pid}, start {program.starts})")
+                started = self.start(program)
+                self.log(f"{program.name} started again (pid {started.pid}, start {program.starts})")
 
     def _probe(self, program: Program, now: float) -> None:
         """Run the program's liveness probe when due, read its result, stop it after N failures."""
+        process = program.process
+        if process is None:
+            return  # probed only while running
         if program.kill_at is not None:
             if now >= program.kill_at:
-                self.log(
-                    f"{program.name} (pid {program.process.pid}) did not stop in {program.stop_grace:.0f}s; killing it"
-                )
-                program.process.kill()
+                self.log(f"{program.name} (pid {process.pid}) did not stop in {program.stop_grace:.0f}s; killing it")
+                process.kill()
                 program.kill_at = float("inf")
             return
         if not program.probe:
@@ -201,8 +203,8 @@ class Supervisor:
             probe.wait()
             why = f"probe did not answer in {program.probe_timeout:.0f}s"
         else:
-            why = ((probe.stderr.read() if probe.stderr else "") or "").strip().splitlines()
-            why = why[-1] if why else f"probe exited with code {code}"
+            lines = ((probe.stderr.read() if probe.stderr else "") or "").strip().splitlines()
+            why = lines[-1] if lines else f"probe exited with code {code}"
         if probe.stderr:
             probe.stderr.close()
         program.probe_process = None
@@ -212,16 +214,16 @@ class Supervisor:
             return
         program.failed_probes += 1
         self.log(
-            f"{program.name} (pid {program.process.pid}) failed its liveness probe "
+            f"{program.name} (pid {process.pid}) failed its liveness probe "
             f"({program.failed_probes}/{program.probe_failures}): {why}"
         )
         if program.failed_probes >= program.probe_failures:
             program.stalls += 1
             self.log(
-                f"{program.name} (pid {program.process.pid}) is stalled (alive, not doing its job); "
+                f"{program.name} (pid {process.pid}) is stalled (alive, not doing its job); "
                 f"stopping it to start a fresh one (stall {program.stalls})"
             )
-            program.process.terminate()
+            process.terminate()
             program.kill_at = now + program.stop_grace
 
     def running(self) -> list[Program]:
@@ -234,8 +236,9 @@ class Supervisor:
             if program.probe_process is not None and program.probe_process.poll() is None:
                 program.probe_process.kill()
                 program.probe_process.wait()
-        for program in self.running():
-            program.process.terminate()
+        for program in self.programs:
+            if program.process is not None and program.process.poll() is None:
+                program.process.terminate()
         deadline = time.monotonic() + grace
         for program in self.programs:
             if program.process is None:
