@@ -222,7 +222,8 @@ class LeadDeliverySerializer(serializers.ModelSerializer):
 
 
 class LeadSerializer(serializers.ModelSerializer):
-    source = serializers.CharField(source="source.name", read_only=True)
+    # The API field is named "source", which shadows Field.source (the attribute path) in the stubs.
+    source = serializers.CharField(source="source.name", read_only=True)  # type: ignore[assignment]
     matched_rule = serializers.CharField(source="matched_rule.name", read_only=True, allow_null=True, default=None)
     deliveries = LeadDeliverySerializer(many=True, read_only=True)
 

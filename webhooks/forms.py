@@ -216,7 +216,7 @@ def conditions_resolve(given: ConditionsInput, *, initial: Any) -> list[dict[str
         from_json: Any = None
         if json_given:
             try:
-                from_json = conditions_from_json(given.json_text)
+                from_json = conditions_from_json(given.json_text or "")
                 json_changed = from_json != initial
             except ValidationError:
                 json_changed = True
@@ -233,7 +233,7 @@ def conditions_resolve(given: ConditionsInput, *, initial: Any) -> list[dict[str
             )
         used_json = json_changed
         if json_changed:
-            conditions = conditions_from_json(given.json_text)
+            conditions = conditions_from_json(given.json_text or "")
         elif rows_error is not None:
             raise rows_error
         else:
