@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from adsplatform.resilience import backoff_delay
 from webhooks.models import (
     Destination,
     Lead,
@@ -39,12 +39,15 @@ _BASE_RETRY_SECONDS = 10.0
 
 
 def retry_delay_seconds(*, attempt: int, cap_seconds: float, retry_after: float | None = None) -> float:
-    """Exponential backoff with jitter (10 s, 20 s, 40 s …), never beyond ``cap_seconds``."""
-    if retry_after is not None:
-        return max(1.0, min(float(retry_after), cap_seconds))
-    delay = _BASE_RETRY_SECONDS * (2 ** max(0, attempt - 1))
-    jittered: float = delay * random.uniform(0.8, 1.2)
-    return min(cap_seconds, jittered)
+    """Exponential backoff with jitter (10 s, 20 s, 40 s …), never beyond ``cap_seconds``; a
+    receiver's Retry-After (at least a second) instead, when it sent one."""
+    return backoff_delay(
+        attempt,
+        base=_BASE_RETRY_SECONDS,
+        jitter=(0.8, 1.2),
+        cap=cap_seconds,
+        retry_after=None if retry_after is None else max(1.0, retry_after),
+    )
 
 
 def lead_to_payload(lead: Lead) -> dict[str, Any]:
