@@ -428,6 +428,17 @@ ADS_SANDBOX_HOST = env.str("ADS_SANDBOX_HOST", default="127.0.0.1")
 ADS_SANDBOX_GOOGLE_PORT = env.int("ADS_SANDBOX_GOOGLE_PORT", default=8481)
 ADS_SANDBOX_META_PORT = env.int("ADS_SANDBOX_META_PORT", default=8482)
 ADS_SANDBOX_OAUTH_PORT = env.int("ADS_SANDBOX_OAUTH_PORT", default=8483)
+# The credentials the product presents to the sandbox. The defaults mirror the ones the sandbox
+# accepts (platforms/sandbox/credentials.py); the product does not import the sandbox to learn them.
+ADS_SANDBOX_GOOGLE_CLIENT_ID = env.str("ADS_SANDBOX_GOOGLE_CLIENT_ID", default="sandbox-client-id")
+ADS_SANDBOX_GOOGLE_CLIENT_SECRET = env.str("ADS_SANDBOX_GOOGLE_CLIENT_SECRET", default="sandbox-client-secret")
+ADS_SANDBOX_GOOGLE_REFRESH_TOKEN = env.str("ADS_SANDBOX_GOOGLE_REFRESH_TOKEN", default="sandbox-refresh-token")
+ADS_SANDBOX_GOOGLE_DEVELOPER_TOKEN = env.str("ADS_SANDBOX_GOOGLE_DEVELOPER_TOKEN", default="sandbox-developer-token")
+ADS_SANDBOX_GOOGLE_MANAGER_ID = env.str("ADS_SANDBOX_GOOGLE_MANAGER_ID", default="1000000001")
+ADS_SANDBOX_META_ACCESS_TOKEN = env.str("ADS_SANDBOX_META_ACCESS_TOKEN", default="sandbox-meta-access-token")
+ADS_SANDBOX_META_APP_ID = env.str("ADS_SANDBOX_META_APP_ID", default="100000000000001")
+ADS_SANDBOX_META_APP_SECRET = env.str("ADS_SANDBOX_META_APP_SECRET", default="sandbox-meta-app-secret")
+ADS_SANDBOX_META_BUSINESS_ID = env.str("ADS_SANDBOX_META_BUSINESS_ID", default="200000000000001")
 # The sandbox's scale: campaigns per account (0: the small demo data set) and days of metrics.
 ADS_SANDBOX_CAMPAIGNS = env.int("ADS_SANDBOX_CAMPAIGNS", default=0)
 ADS_SANDBOX_DAYS = env.int("ADS_SANDBOX_DAYS", default=90)

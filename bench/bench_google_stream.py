@@ -35,27 +35,21 @@ def run_child(args: argparse.Namespace) -> None:
 
     from platforms.base import Account
     from platforms.google_ads import GoogleAdsPlatform, measure_metrics_stream
-    from platforms.registry import (
-        SANDBOX_GOOGLE_CLIENT_ID,
-        SANDBOX_GOOGLE_CLIENT_SECRET,
-        SANDBOX_GOOGLE_DEVELOPER_TOKEN,
-        SANDBOX_GOOGLE_MANAGER_ID,
-        SANDBOX_GOOGLE_REFRESH_TOKEN,
-        GoogleAdsConfig,
-    )
+    from platforms.registry import GoogleAdsConfig
+    from platforms.sandbox import credentials
 
     config = GoogleAdsConfig(
-        developer_token=SANDBOX_GOOGLE_DEVELOPER_TOKEN,
-        client_id=SANDBOX_GOOGLE_CLIENT_ID,
-        client_secret=SANDBOX_GOOGLE_CLIENT_SECRET,
-        refresh_token=SANDBOX_GOOGLE_REFRESH_TOKEN,
-        login_customer_id=SANDBOX_GOOGLE_MANAGER_ID,
+        developer_token=credentials.GOOGLE_DEVELOPER_TOKEN,
+        client_id=credentials.GOOGLE_CLIENT_ID,
+        client_secret=credentials.GOOGLE_CLIENT_SECRET,
+        refresh_token=credentials.GOOGLE_REFRESH_TOKEN,
+        login_customer_id=credentials.GOOGLE_MANAGER_ID,
         api_version=args.api_version,
         endpoint=args.endpoint,
         token_uri=args.token_uri,
         use_proto_plus=args.mode == "on",
     )
-    account = Account("google", ACCOUNT_ID, "bench", "USD", ACCOUNT_TIME_ZONE, SANDBOX_GOOGLE_MANAGER_ID)
+    account = Account("google", ACCOUNT_ID, "bench", "USD", ACCOUNT_TIME_ZONE, credentials.GOOGLE_MANAGER_ID)
     last = datetime.now(ZoneInfo(ACCOUNT_TIME_ZONE)).date() - timedelta(days=1)
     first = last - timedelta(days=args.days - 1)
     # Warm up imports (the version's types), the token and a channel before measuring memory.

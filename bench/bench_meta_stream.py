@@ -23,13 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from bench.common import peak_rss_mb
 from platforms.base import Account
 from platforms.meta import MetaPlatform
-from platforms.registry import (
-    SANDBOX_META_ACCESS_TOKEN,
-    SANDBOX_META_APP_ID,
-    SANDBOX_META_APP_SECRET,
-    SANDBOX_META_BUSINESS_ID,
-    MetaConfig,
-)
+from platforms.registry import MetaConfig
+from platforms.sandbox import credentials
 from platforms.sandbox.meta import DEMO_ACCOUNT_ID, MetaSandboxData
 
 
@@ -57,10 +52,10 @@ def main() -> None:
     try:
         port = ports.get(timeout=30)
         config = MetaConfig(
-            app_id=SANDBOX_META_APP_ID,
-            app_secret=SANDBOX_META_APP_SECRET,
-            access_token=SANDBOX_META_ACCESS_TOKEN,
-            business_id=SANDBOX_META_BUSINESS_ID,
+            app_id=credentials.META_APP_ID,
+            app_secret=credentials.META_APP_SECRET,
+            access_token=credentials.META_ACCESS_TOKEN,
+            business_id=credentials.META_BUSINESS_ID,
             api_version=args.api_version,
             graph_url=f"http://127.0.0.1:{port}",
         )

@@ -36,16 +36,6 @@ from platforms.observe import ObservedPlatform
 logger = logging.getLogger(__name__)
 
 SANDBOX_CA_FILENAME = "ca.pem"
-# Credentials the sandbox accepts; anything else is refused like a bad token.
-SANDBOX_GOOGLE_CLIENT_ID = "sandbox-client-id"
-SANDBOX_GOOGLE_CLIENT_SECRET = "sandbox-client-secret"
-SANDBOX_GOOGLE_REFRESH_TOKEN = "sandbox-refresh-token"
-SANDBOX_GOOGLE_DEVELOPER_TOKEN = "sandbox-developer-token"
-SANDBOX_GOOGLE_MANAGER_ID = "1000000001"
-SANDBOX_META_ACCESS_TOKEN = "sandbox-meta-access-token"
-SANDBOX_META_APP_ID = "100000000000001"
-SANDBOX_META_APP_SECRET = "sandbox-meta-app-secret"
-SANDBOX_META_BUSINESS_ID = "200000000000001"
 GOOGLE_ADS_SCOPE = "https://www.googleapis.com/auth/adwords"
 META_SCOPES = ("ads_read", "ads_management", "business_management")
 
@@ -89,11 +79,11 @@ def google_config() -> GoogleAdsConfig:
     if settings.ADS_SANDBOX:
         host = settings.ADS_SANDBOX_HOST
         return GoogleAdsConfig(
-            developer_token=SANDBOX_GOOGLE_DEVELOPER_TOKEN,
-            client_id=SANDBOX_GOOGLE_CLIENT_ID,
-            client_secret=SANDBOX_GOOGLE_CLIENT_SECRET,
-            refresh_token=SANDBOX_GOOGLE_REFRESH_TOKEN,
-            login_customer_id=SANDBOX_GOOGLE_MANAGER_ID,
+            developer_token=settings.ADS_SANDBOX_GOOGLE_DEVELOPER_TOKEN,
+            client_id=settings.ADS_SANDBOX_GOOGLE_CLIENT_ID,
+            client_secret=settings.ADS_SANDBOX_GOOGLE_CLIENT_SECRET,
+            refresh_token=settings.ADS_SANDBOX_GOOGLE_REFRESH_TOKEN,
+            login_customer_id=settings.ADS_SANDBOX_GOOGLE_MANAGER_ID,
             api_version=settings.GOOGLE_ADS_API_VERSION,
             endpoint=f"{host}:{settings.ADS_SANDBOX_GOOGLE_PORT}",
             token_uri=f"http://{host}:{settings.ADS_SANDBOX_OAUTH_PORT}/token",
@@ -115,10 +105,10 @@ def google_config() -> GoogleAdsConfig:
 def meta_config() -> MetaConfig:
     if settings.ADS_SANDBOX:
         return MetaConfig(
-            app_id=SANDBOX_META_APP_ID,
-            app_secret=SANDBOX_META_APP_SECRET,
-            access_token=SANDBOX_META_ACCESS_TOKEN,
-            business_id=SANDBOX_META_BUSINESS_ID,
+            app_id=settings.ADS_SANDBOX_META_APP_ID,
+            app_secret=settings.ADS_SANDBOX_META_APP_SECRET,
+            access_token=settings.ADS_SANDBOX_META_ACCESS_TOKEN,
+            business_id=settings.ADS_SANDBOX_META_BUSINESS_ID,
             api_version=settings.META_API_VERSION,
             graph_url=f"http://{settings.ADS_SANDBOX_HOST}:{settings.ADS_SANDBOX_META_PORT}",
         )
@@ -155,8 +145,8 @@ def google_oauth_endpoints() -> OAuthEndpoints:
             authorize_url=f"{base}/o/oauth2/v2/auth",
             token_url=f"{base}/token",
             revoke_url=f"{base}/revoke",
-            client_id=SANDBOX_GOOGLE_CLIENT_ID,
-            client_secret=SANDBOX_GOOGLE_CLIENT_SECRET,
+            client_id=settings.ADS_SANDBOX_GOOGLE_CLIENT_ID,
+            client_secret=settings.ADS_SANDBOX_GOOGLE_CLIENT_SECRET,
         )
     return OAuthEndpoints(
         authorize_url=settings.GOOGLE_OAUTH_AUTHORIZE_URL,

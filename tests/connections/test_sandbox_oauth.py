@@ -10,15 +10,8 @@ import pytest
 import requests
 
 from platforms.base import AuthError
-from platforms.registry import (
-    SANDBOX_GOOGLE_CLIENT_ID,
-    SANDBOX_GOOGLE_CLIENT_SECRET,
-    SANDBOX_META_APP_ID,
-    SANDBOX_META_APP_SECRET,
-    build_adapter,
-    google_connection_config,
-    meta_connection_config,
-)
+from platforms.registry import build_adapter, google_connection_config, meta_connection_config
+from platforms.sandbox import credentials
 from platforms.sandbox.google.oauth import ADWORDS_SCOPE, SERVICE_ACCOUNT_FILENAME, pkce_challenge
 from platforms.sandbox.meta import oauth as meta_oauth
 
@@ -36,7 +29,7 @@ def _fresh_logins(sandbox):
 def _google_code(sandbox, login: str, *, offline: bool = True) -> str:
     base = f"http://127.0.0.1:{sandbox.google.oauth_port}"
     params = {
-        "client_id": SANDBOX_GOOGLE_CLIENT_ID,
+        "client_id": credentials.GOOGLE_CLIENT_ID,
         "redirect_uri": REDIRECT,
         "response_type": "code",
         "scope": ADWORDS_SCOPE,
@@ -63,8 +56,8 @@ def _exchange(sandbox, code: str, verifier: str = VERIFIER) -> requests.Response
         data={
             "grant_type": "authorization_code",
             "code": code,
-            "client_id": SANDBOX_GOOGLE_CLIENT_ID,
-            "client_secret": SANDBOX_GOOGLE_CLIENT_SECRET,
+            "client_id": credentials.GOOGLE_CLIENT_ID,
+            "client_secret": credentials.GOOGLE_CLIENT_SECRET,
             "redirect_uri": REDIRECT,
             "code_verifier": verifier,
         },
@@ -119,7 +112,7 @@ def test_google_service_account_key_signs_a_jwt_bearer_grant(sandbox):
 def _meta_code(sandbox, person: str) -> str:
     base = sandbox.meta.url
     params = {
-        "client_id": SANDBOX_META_APP_ID,
+        "client_id": credentials.META_APP_ID,
         "redirect_uri": REDIRECT,
         "state": "st-2",
         "scope": "ads_read,ads_management,business_management",
@@ -141,7 +134,7 @@ def _graph(sandbox, path: str, **params) -> dict:
 
 
 def test_meta_dialog_exchange_long_lived_debug_and_accounts(sandbox):
-    app = {"client_id": SANDBOX_META_APP_ID, "client_secret": SANDBOX_META_APP_SECRET}
+    app = {"client_id": credentials.META_APP_ID, "client_secret": credentials.META_APP_SECRET}
     short = _graph(
         sandbox, "oauth/access_token", **app, redirect_uri=REDIRECT, code=_meta_code(sandbox, "10000000000002"),
         code_verifier=VERIFIER,
@@ -152,7 +145,7 @@ def test_meta_dialog_exchange_long_lived_debug_and_accounts(sandbox):
     )
     assert long["expires_in"] > 50 * 86400
     debug = _graph(
-        sandbox, "debug_token", input_token=long["access_token"], access_token=f"{SANDBOX_META_APP_ID}|{SANDBOX_META_APP_SECRET}"
+        sandbox, "debug_token", input_token=long["access_token"], access_token=f"{credentials.META_APP_ID}|{credentials.META_APP_SECRET}"
     )["data"]  # fmt: skip
     assert debug["is_valid"] and debug["type"] == "USER" and "ads_management" in debug["scopes"]
     mine = _graph(sandbox, "me/adaccounts", access_token=long["access_token"], fields="account_id,name")

@@ -20,7 +20,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-MANAGER_CUSTOMER_ID = 1000000001  # the same id as registry.SANDBOX_GOOGLE_MANAGER_ID
+from platforms.sandbox import credentials
+
+MANAGER_CUSTOMER_ID = int(credentials.GOOGLE_MANAGER_ID)
 AGENCY_MANAGER_ID = 1000000002  # reached by the sandbox's second login and its service account
 
 # Per customer offsets keep ids of different customers apart, even at 10,000+ campaigns.

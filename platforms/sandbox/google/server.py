@@ -51,12 +51,7 @@ from google.rpc import code_pb2, status_pb2
 
 from platforms.base import minor_unit_micros
 from platforms.budget_rules import google_min_daily_budget_micros
-from platforms.registry import (
-    SANDBOX_GOOGLE_CLIENT_ID,
-    SANDBOX_GOOGLE_CLIENT_SECRET,
-    SANDBOX_GOOGLE_DEVELOPER_TOKEN,
-    SANDBOX_GOOGLE_REFRESH_TOKEN,
-)
+from platforms.sandbox import credentials
 from platforms.sandbox.faults import Faults
 from platforms.sandbox.google.certs import ensure_tls_files
 from platforms.sandbox.google.data import GoogleSandboxData, SandboxCustomer, daily_metrics
@@ -378,7 +373,7 @@ class GoogleAdsEmulator:
         if status != "valid":
             raise _auth_failure("OAUTH_TOKEN_INVALID", "The OAuth access token is not valid.")
         developer_token = call.metadata.get("developer-token")
-        if developer_token is not None and developer_token != SANDBOX_GOOGLE_DEVELOPER_TOKEN:
+        if developer_token is not None and developer_token != credentials.GOOGLE_DEVELOPER_TOKEN:
             raise _auth_failure("DEVELOPER_TOKEN_INVALID", "The developer token is not valid.")
 
     def _check_customer_access(self, call: _Call) -> None:
@@ -1072,16 +1067,16 @@ def start(
         # A second sandbox on a fixed port must fail loudly, not share the port.
         options=[("grpc.so_reuseport", 0)],
     )
-    credentials = grpc.ssl_server_credentials([tls.server_key_and_chain()])
-    bound_port = server.add_secure_port(f"{host}:{grpc_port}", credentials)
+    tls_credentials = grpc.ssl_server_credentials([tls.server_key_and_chain()])
+    bound_port = server.add_secure_port(f"{host}:{grpc_port}", tls_credentials)
     if not bound_port:
         raise OSError(f"Could not bind the Google Ads sandbox to {host}:{grpc_port}")
     oauth = OAuthServer(
         host,
         oauth_port,
-        client_id=SANDBOX_GOOGLE_CLIENT_ID,
-        client_secret=SANDBOX_GOOGLE_CLIENT_SECRET,
-        refresh_token=SANDBOX_GOOGLE_REFRESH_TOKEN,
+        client_id=credentials.GOOGLE_CLIENT_ID,
+        client_secret=credentials.GOOGLE_CLIENT_SECRET,
+        refresh_token=credentials.GOOGLE_REFRESH_TOKEN,
         issue_token=state.issue_token,
         state=state,
         key_dir=Path(cert_dir),

@@ -24,9 +24,9 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from platforms.base import minor_unit_micros
-from platforms.registry import SANDBOX_META_BUSINESS_ID
+from platforms.sandbox import credentials
 
-DEMO_BUSINESS_ID = SANDBOX_META_BUSINESS_ID
+DEMO_BUSINESS_ID = credentials.META_BUSINESS_ID
 DEMO_ACCOUNT_ID = "300000000000001"  # without the "act_" prefix, as Graph's account_id field
 DEMO_PIXEL_ID = "400000000000001"
 CAMPAIGN_ID_BASE = 120210000000000  # Meta campaign ids are 15+ digit integers

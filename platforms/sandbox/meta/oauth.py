@@ -36,7 +36,8 @@ from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import urlencode, urlsplit
 
-from platforms.registry import META_SCOPES, SANDBOX_META_APP_ID, SANDBOX_META_APP_SECRET
+from platforms.registry import META_SCOPES
+from platforms.sandbox import credentials
 
 SHORT_LIVED_SECONDS = 5_400  # a user token from the dialog: about 1.5 hours
 LONG_LIVED_SECONDS = 5_184_000  # after fb_exchange_token: 60 days
@@ -266,15 +267,15 @@ def _check_login_token(state: Any, logins: MetaLogins, token: str, info: _Token,
         raise _error(190, "Error validating access token: Session has expired.", subcode=463)
     proof = params.get("appsecret_proof")
     if proof is not None:
-        expected = hmac.new(SANDBOX_META_APP_SECRET.encode(), token.encode(), hashlib.sha256).hexdigest()
+        expected = hmac.new(credentials.META_APP_SECRET.encode(), token.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(proof, expected):
             raise _error(100, "Invalid appsecret_proof provided in the API argument", error_type="GraphMethodException")
 
 
 def _check_app(params: dict[str, str]) -> None:
-    if not hmac.compare_digest(params.get("client_id", ""), SANDBOX_META_APP_ID):
+    if not hmac.compare_digest(params.get("client_id", ""), credentials.META_APP_ID):
         raise _error(101, "Error validating application. Invalid application ID.")
-    if not hmac.compare_digest(params.get("client_secret", ""), SANDBOX_META_APP_SECRET):
+    if not hmac.compare_digest(params.get("client_secret", ""), credentials.META_APP_SECRET):
         raise _error(1, "Error validating client secret.")
 
 
@@ -334,12 +335,12 @@ def _access_token(state: Any, logins: MetaLogins, params: dict[str, str]) -> dic
 
 
 def _debug_token(state: Any, logins: MetaLogins, token: str, input_token: str) -> dict[str, Any]:
-    app_token = f"{SANDBOX_META_APP_ID}|{SANDBOX_META_APP_SECRET}"
+    app_token = f"{credentials.META_APP_ID}|{credentials.META_APP_SECRET}"
     with logins.lock:
         caller_known = token in logins.tokens
     if not (hmac.compare_digest(token, app_token) or caller_known or hmac.compare_digest(token, state.access_token)):
         raise _error(190, "Invalid OAuth access token - Cannot parse access token", subcode=467)
-    base = {"app_id": SANDBOX_META_APP_ID, "application": "IBVI Ads Platform (sandbox)"}
+    base = {"app_id": credentials.META_APP_ID, "application": "IBVI Ads Platform (sandbox)"}
     if hmac.compare_digest(input_token, state.access_token):
         return {
             "data": {
@@ -374,7 +375,7 @@ def _debug_token(state: Any, logins: MetaLogins, token: str, input_token: str) -
 
 def _dialog(handler: Any, logins: MetaLogins, method: str, parts: list[str], params: dict[str, str]) -> None:
     problem = ""
-    if not hmac.compare_digest(params.get("client_id", ""), SANDBOX_META_APP_ID):
+    if not hmac.compare_digest(params.get("client_id", ""), credentials.META_APP_ID):
         problem = "Invalid App ID: the app is not known to this sandbox."
     elif not _loopback(params.get("redirect_uri", "")):
         problem = "URL blocked: the sandbox accepts loopback redirect URIs only."
@@ -402,7 +403,7 @@ def _dialog(handler: Any, logins: MetaLogins, method: str, parts: list[str], par
             handler,
             HTTPStatus.OK,
             _DIALOG_PAGE.format(
-                app_id=SANDBOX_META_APP_ID,
+                app_id=credentials.META_APP_ID,
                 scopes=html.escape(", ".join(scopes) or "public_profile"),
                 action=html.escape(action),
                 hidden=hidden,

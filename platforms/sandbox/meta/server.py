@@ -46,7 +46,7 @@ from zoneinfo import ZoneInfo
 
 from platforms.base import minor_unit_micros
 from platforms.budget_rules import meta_min_daily_budget_micros
-from platforms.registry import SANDBOX_META_ACCESS_TOKEN, SANDBOX_META_APP_SECRET
+from platforms.sandbox import credentials
 from platforms.sandbox.faults import Faults
 from platforms.sandbox.meta import oauth as meta_oauth
 from platforms.sandbox.meta.data import (
@@ -209,8 +209,8 @@ class MetaSandboxState:
         self.data = data
         self.faults = faults
         self.lock = threading.RLock()
-        self.access_token = SANDBOX_META_ACCESS_TOKEN
-        self.app_secret = SANDBOX_META_APP_SECRET
+        self.access_token = credentials.META_ACCESS_TOKEN
+        self.app_secret = credentials.META_APP_SECRET
         self.supported_versions = set(SUPPORTED_VERSIONS)
         # Usage the headers report, in percent of the (hidden) hourly budget; tests raise it
         # to see a client slow down, and set regain minutes to see it stop.

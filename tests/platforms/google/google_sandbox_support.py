@@ -6,14 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from platforms.base import Account
-from platforms.registry import (
-    SANDBOX_GOOGLE_CLIENT_ID,
-    SANDBOX_GOOGLE_CLIENT_SECRET,
-    SANDBOX_GOOGLE_DEVELOPER_TOKEN,
-    SANDBOX_GOOGLE_MANAGER_ID,
-    SANDBOX_GOOGLE_REFRESH_TOKEN,
-    GoogleAdsConfig,
-)
+from platforms.registry import GoogleAdsConfig
+from platforms.sandbox import credentials
 from platforms.sandbox.google import GoogleSandbox
 
 US_ACCOUNT = Account(
@@ -22,7 +16,7 @@ US_ACCOUNT = Account(
     name="IBVI Demo US",
     currency_code="USD",
     time_zone="America/New_York",
-    manager_customer_id=SANDBOX_GOOGLE_MANAGER_ID,
+    manager_customer_id=credentials.GOOGLE_MANAGER_ID,
 )
 UK_ACCOUNT = Account(
     platform="google",
@@ -30,7 +24,7 @@ UK_ACCOUNT = Account(
     name="IBVI Demo UK",
     currency_code="GBP",
     time_zone="Europe/London",
-    manager_customer_id=SANDBOX_GOOGLE_MANAGER_ID,
+    manager_customer_id=credentials.GOOGLE_MANAGER_ID,
 )
 US_PURCHASE_ACTION = "880000001"
 UK_PURCHASE_ACTION = "880000011"
@@ -38,11 +32,11 @@ UK_PURCHASE_ACTION = "880000011"
 
 def sandbox_config(sandbox: GoogleSandbox, **overrides: object) -> GoogleAdsConfig:
     config = GoogleAdsConfig(
-        developer_token=SANDBOX_GOOGLE_DEVELOPER_TOKEN,
-        client_id=SANDBOX_GOOGLE_CLIENT_ID,
-        client_secret=SANDBOX_GOOGLE_CLIENT_SECRET,
-        refresh_token=SANDBOX_GOOGLE_REFRESH_TOKEN,
-        login_customer_id=SANDBOX_GOOGLE_MANAGER_ID,
+        developer_token=credentials.GOOGLE_DEVELOPER_TOKEN,
+        client_id=credentials.GOOGLE_CLIENT_ID,
+        client_secret=credentials.GOOGLE_CLIENT_SECRET,
+        refresh_token=credentials.GOOGLE_REFRESH_TOKEN,
+        login_customer_id=credentials.GOOGLE_MANAGER_ID,
         api_version="v26",
         endpoint=sandbox.endpoint,
         token_uri=sandbox.token_uri,

@@ -14,12 +14,7 @@ import pytest
 from google_sandbox_support import US_ACCOUNT
 
 from platforms.base import AuthError, PermanentError, PlatformError, RateLimitedError, TransientError
-from platforms.registry import (
-    SANDBOX_GOOGLE_CLIENT_ID,
-    SANDBOX_GOOGLE_CLIENT_SECRET,
-    SANDBOX_GOOGLE_DEVELOPER_TOKEN,
-    SANDBOX_GOOGLE_REFRESH_TOKEN,
-)
+from platforms.sandbox import credentials
 from platforms.sandbox.google.certs import ensure_tls_files
 
 
@@ -130,9 +125,9 @@ def test_no_secret_appears_in_logs_or_errors_of_failing_calls(sandbox, make_adap
     _capture_every_logger_at_debug(caplog)
     wrong_refresh = "wrong-refresh-token-7f3a9c"
     secrets = [
-        SANDBOX_GOOGLE_REFRESH_TOKEN,
-        SANDBOX_GOOGLE_CLIENT_SECRET,
-        SANDBOX_GOOGLE_DEVELOPER_TOKEN,
+        credentials.GOOGLE_REFRESH_TOKEN,
+        credentials.GOOGLE_CLIENT_SECRET,
+        credentials.GOOGLE_DEVELOPER_TOKEN,
         wrong_refresh,
     ]
     failures: list[PlatformError] = []
@@ -179,9 +174,9 @@ def test_token_endpoint_answers_like_google(sandbox):
 
     good = {
         "grant_type": "refresh_token",
-        "client_id": SANDBOX_GOOGLE_CLIENT_ID,
-        "client_secret": SANDBOX_GOOGLE_CLIENT_SECRET,
-        "refresh_token": SANDBOX_GOOGLE_REFRESH_TOKEN,
+        "client_id": credentials.GOOGLE_CLIENT_ID,
+        "client_secret": credentials.GOOGLE_CLIENT_SECRET,
+        "refresh_token": credentials.GOOGLE_REFRESH_TOKEN,
     }
     status, body = post(**good)
     assert status == 200 and body["expires_in"] > 0 and body["access_token"]

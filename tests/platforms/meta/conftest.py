@@ -11,13 +11,8 @@ import pytest
 
 from platforms.base import Account
 from platforms.meta import MetaPlatform
-from platforms.registry import (
-    SANDBOX_META_ACCESS_TOKEN,
-    SANDBOX_META_APP_ID,
-    SANDBOX_META_APP_SECRET,
-    SANDBOX_META_BUSINESS_ID,
-    MetaConfig,
-)
+from platforms.registry import MetaConfig
+from platforms.sandbox import credentials
 from platforms.sandbox.faults import Faults
 from platforms.sandbox.meta import DEMO_ACCOUNT_ID, MetaSandbox, start
 
@@ -37,10 +32,10 @@ def sandbox() -> Iterator[MetaSandbox]:
 def make_config(sandbox: MetaSandbox) -> Callable[..., MetaConfig]:
     def build(**overrides: str) -> MetaConfig:
         values = {
-            "app_id": SANDBOX_META_APP_ID,
-            "app_secret": SANDBOX_META_APP_SECRET,
-            "access_token": SANDBOX_META_ACCESS_TOKEN,
-            "business_id": SANDBOX_META_BUSINESS_ID,
+            "app_id": credentials.META_APP_ID,
+            "app_secret": credentials.META_APP_SECRET,
+            "access_token": credentials.META_ACCESS_TOKEN,
+            "business_id": credentials.META_BUSINESS_ID,
             "api_version": "v26.0",
             "graph_url": sandbox.url,
         }

@@ -12,7 +12,7 @@ from facebook_business.adobjects.campaign import Campaign
 
 from platforms.base import ChangeTarget, PermanentError
 from platforms.meta import MetaPlatform
-from platforms.registry import SANDBOX_META_ACCESS_TOKEN
+from platforms.sandbox import credentials
 from platforms.sandbox.meta import MetaSandbox
 
 
@@ -91,7 +91,10 @@ def test_a_campaign_insights_edge_with_date_presets(platform, eur_account):
 
 def _graph(sandbox: MetaSandbox, method: str, path: str, **params) -> dict:
     response = requests.request(
-        method, f"{sandbox.url}/v26.0/{path}", params={"access_token": SANDBOX_META_ACCESS_TOKEN, **params}, timeout=5
+        method,
+        f"{sandbox.url}/v26.0/{path}",
+        params={"access_token": credentials.META_ACCESS_TOKEN, **params},
+        timeout=5,
     )
     return response.json()
 

@@ -10,7 +10,7 @@ import pytest
 
 from platforms.base import Account, AuthError, ConversionEvent, PermanentError, RateLimitedError, TransientError
 from platforms.meta import MetaPlatform
-from platforms.registry import SANDBOX_META_ACCESS_TOKEN, SANDBOX_META_APP_SECRET
+from platforms.sandbox import credentials
 from platforms.sandbox.meta import MetaSandbox
 
 
@@ -164,7 +164,7 @@ def test_no_secret_reaches_the_logs_of_failing_calls(
     # Every logger at DEBUG: the project's settings quiet urllib3, whose request lines quote the URL.
     for name in (None, "urllib3", "requests", "facebook_business", "platforms"):
         caplog.set_level(logging.DEBUG, logger=name)
-    secrets = (SANDBOX_META_ACCESS_TOKEN, SANDBOX_META_APP_SECRET)
+    secrets = (credentials.META_ACCESS_TOKEN, credentials.META_APP_SECRET)
     failures: list[BaseException] = []
 
     sandbox.state.faults.unavailable = 1.0
