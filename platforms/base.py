@@ -211,6 +211,14 @@ class ChangeTarget:
 
 
 @dataclass(frozen=True)
+class ConversionActionInfo:
+    """Where an account's conversions go: a Google conversion action or a Meta pixel (dataset)."""
+
+    external_id: str
+    name: str
+
+
+@dataclass(frozen=True)
 class MetricRow:
     campaign_external_id: str
     date: date  # in the account's time zone
@@ -334,6 +342,9 @@ class AdPlatform(Protocol):
         self, account: AccountRef, campaign: CampaignInfo, new_daily_budget_micros: int
     ) -> BudgetUpdate:
         """Change the daily budget; returns only once the platform confirmed it."""
+
+    def list_conversion_actions(self, account: AccountRef) -> list[ConversionActionInfo]:
+        """Google: the account's conversion actions. Meta: the pixels the ad account may send to."""
 
     def list_ad_groups(self, account: AccountRef) -> Iterator[AdGroupInfo]:
         """Every ad group (Google) / ad set (Meta) of the account, removed ones included."""

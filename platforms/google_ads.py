@@ -52,6 +52,7 @@ from platforms.base import (
     CampaignInfo,
     ChangeTarget,
     ClickConversion,
+    ConversionActionInfo,
     MetricRow,
     PermanentError,
     PlatformError,
@@ -571,6 +572,15 @@ class GoogleAdsPlatform:
         raise PermanentError(
             f"Campaign {campaign_id} not found in account {account.external_id}", platform=PLATFORM, code="NOT_FOUND"
         )
+
+    # --- Conversion actions --------------------------------------------------------------------
+
+    def list_conversion_actions(self, account: AccountRef) -> list[ConversionActionInfo]:
+        query = "SELECT conversion_action.id, conversion_action.name FROM conversion_action"
+        return [
+            ConversionActionInfo(external_id=str(row.conversion_action.id), name=row.conversion_action.name)
+            for row in self._stream(_digits(account.external_id), self._login_for(account), query)
+        ]
 
     # --- Ad groups -----------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ from platforms.base import (
     BudgetUpdate,
     CampaignInfo,
     ChangeTarget,
+    ConversionActionInfo,
     ConversionEvent,
     MetricRow,
     PermanentError,
@@ -444,6 +445,19 @@ class MetaPlatform:
                 platform=PLATFORM,
                 code="wrong_account",
             )
+
+    # --- Pixels (where conversions go) ---------------------------------------------------------
+
+    def list_conversion_actions(self, account: AccountRef) -> list[ConversionActionInfo]:
+        ad_account = AdAccount(fbid=_node_id(account), api=self._api)
+        params = {"limit": self._list_page_size}
+        cursor = self._first_page(
+            "list the ad account's pixels", lambda: ad_account.get_ads_pixels(fields=["id", "name"], params=params)
+        )
+        return [
+            ConversionActionInfo(external_id=str(item["id"]), name=str(item.get("name") or ""))
+            for item in self._drain(cursor, "list the ad account's pixels")
+        ]
 
     # --- Ad sets -------------------------------------------------------------------------------
 

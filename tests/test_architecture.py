@@ -101,3 +101,25 @@ def test_no_product_module_imports_the_sandbox() -> None:
         if (imports := sandbox_imports(path.read_text(encoding="utf-8")))
     }
     assert offenders == {}, "product modules import the sandbox; read settings or the platform's API instead"
+
+
+def sandbox_demo_ids() -> set[str]:
+    """The ids of the sandbox's conversion destinations (Google conversion actions, the Meta pixel)
+    and of its Meta ad account. (The Google demo customer ids are left out: "1234567890" is also the
+    usual example of a customer id in help texts.)"""
+    from platforms.sandbox.google.data import GoogleSandboxData
+    from platforms.sandbox.meta import DEMO_ACCOUNT_ID, MetaSandboxData
+
+    google_actions = {str(action.id) for action in GoogleSandboxData().conversion_actions}
+    return google_actions | {MetaSandboxData().pixel_id, DEMO_ACCOUNT_ID}
+
+
+def test_no_product_module_writes_out_the_sandboxs_demo_ids() -> None:
+    demo_ids = sandbox_demo_ids()
+    assert "880000001" in demo_ids and "400000000000001" in demo_ids
+    offenders = {
+        str(path.relative_to(REPO_ROOT)): sorted(found)
+        for path in product_modules()
+        if (found := {demo_id for demo_id in demo_ids if demo_id in path.read_text(encoding="utf-8")})
+    }
+    assert offenders == {}, "product modules hard-code the sandbox's demo data; discover it from the platform instead"

@@ -13,7 +13,7 @@ Work for a worker is queued through ``conversions.enqueue`` (task names, no impo
 ``tasks`` imports services and never the other way round.
 """
 
-from conversions.services.actions import conversion_action_ensure
+from conversions.services.actions import conversion_action_discover, conversion_action_ensure
 from conversions.services.common import (
     MAX_BATCH,
     META_MAX_EVENT_AGE,
@@ -52,6 +52,7 @@ __all__ = (
     "IngestValidationError",
     "ItemError",
     "UploadSummary",
+    "conversion_action_discover",
     "conversion_action_ensure",
     "conversions_expire_stale",
     "conversions_ingest_google",

@@ -88,8 +88,9 @@ def _no_upload_kick(settings):
 
 
 @pytest.fixture
-def actions(db) -> dict[str, ConversionAction]:
-    """The sandbox accounts' conversion actions, as bootstrap seeds them."""
+def actions(db, sandboxes: Sandboxes) -> dict[str, ConversionAction]:
+    """The sandbox accounts' conversion actions, as start-up seeds them: the accounts are
+    discovered, then their actions (Meta: pixels) read from the emulators."""
     bootstrap.seed_sandbox_actions()
     by_id = {a.external_id: a for a in ConversionAction.objects.select_related("account")}
     return {

@@ -10,10 +10,12 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from campaigns import services as campaign_services
 from conversions import bootstrap, services
 from conversions.models import Conversion, ConversionAction, ServiceApiKey
 from conversions.services import uploads
-from tests.conversions.conftest import google_conversion, meta_event
+from platforms.registry import reset_platforms
+from tests.conversions.conftest import META_PIXEL, google_conversion, meta_event
 from tests.conversions.factories import ConversionActionFactory, ConversionFactory
 
 GOOGLE_URL = "/api/v1/conversions/google"
@@ -122,14 +124,17 @@ def test_metrics_expose_outcomes_success_rate_and_backlog(client, service_client
 
 
 @pytest.mark.django_db
-def test_bootstrap_seeds_the_key_and_sandbox_actions_idempotently(settings):
+def test_bootstrap_seeds_the_key_and_sandbox_actions_idempotently(settings, sandbox):
     settings.SERVICE_API_KEY = "a-long-configured-service-key-123456"
     settings.ADS_SANDBOX = True
     out = io.StringIO()
     bootstrap.run(stdout=out)
     bootstrap.run(stdout=out)
     assert ServiceApiKey.objects.count() == 1
-    assert ConversionAction.objects.count() == len(bootstrap.SANDBOX_ACTIONS)
+    # The actions the emulators list for the discovered accounts, each seeded once.
+    seeded = set(ConversionAction.objects.values_list("account__external_id", "external_id"))
+    assert {("1234567890", "880000001"), ("2345678901", "880000012"), ("300000000000001", META_PIXEL)} <= seeded
+    assert "Sandbox conversion actions: 0 created" in out.getvalue().splitlines()[-1]
     assert services.service_api_key_authenticate(raw_key=settings.SERVICE_API_KEY) is not None
     assert settings.SERVICE_API_KEY not in out.getvalue()
     # A changed key replaces the old one.
@@ -170,3 +175,17 @@ def test_concurrent_claims_take_disjoint_rows(actions):
     first, second = claimed
     assert not set(first) & set(second)
     assert len(first) + len(second) == 40
+
+
+@pytest.mark.django_db
+def test_bootstrap_seeds_the_reachable_platforms_actions_when_one_is_down(settings, sandbox):
+    settings.ADS_SANDBOX = True
+    campaign_services.account_discover()
+    settings.ADS_SANDBOX_META_PORT = 1  # nothing listens there
+    reset_platforms()
+
+    created, present = bootstrap.seed_sandbox_actions()
+
+    platforms_seeded = set(ConversionAction.objects.values_list("account__platform", flat=True))
+    assert platforms_seeded == {"google"}
+    assert (created, present) == (ConversionAction.objects.count(), 0)

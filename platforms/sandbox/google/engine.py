@@ -14,6 +14,7 @@ from itertools import islice
 from typing import Any, cast
 
 from platforms.sandbox.google.data import (
+    ConversionAction,
     DailyMetrics,
     SandboxAdGroup,
     SandboxBudget,
@@ -33,6 +34,7 @@ class RowContext:
         "budget",
         "campaign",
         "client",
+        "conversion_action",
         "customer",
         "date_range",
         "day",
@@ -49,6 +51,7 @@ class RowContext:
         ad_group: SandboxAdGroup | None = None,
         budget: SandboxBudget | None = None,
         client: SandboxCustomer | None = None,
+        conversion_action: ConversionAction | None = None,
         level: int = 0,
         day: date | None = None,
         date_range: tuple[date, date] | None = None,
@@ -60,6 +63,7 @@ class RowContext:
         self.campaign = campaign if campaign is not None else (ad_group.campaign if ad_group else None)
         self.budget = budget if budget is not None else (self.campaign.budget if self.campaign else None)
         self.client = client
+        self.conversion_action = conversion_action
         self.level = level
         self.day = day
         self.date_range = date_range
@@ -128,6 +132,10 @@ def _ad_group(c: RowContext) -> SandboxAdGroup:
     return cast(SandboxAdGroup, c.ad_group)
 
 
+def _conversion_action(c: RowContext) -> ConversionAction:
+    return cast(ConversionAction, c.conversion_action)
+
+
 def _client_of(c: RowContext) -> SandboxCustomer:
     return c.client if c.client is not None else c.customer
 
@@ -164,6 +172,12 @@ _GETTERS: dict[str, Getter] = {
     "ad_group.name": lambda c: _ad_group(c).name,
     "ad_group.status": lambda c: c.state.ad_group_status(_ad_group(c)),
     "ad_group.campaign": _campaign_resource,
+    "conversion_action.resource_name": lambda c: (
+        f"customers/{c.customer.id}/conversionActions/{_conversion_action(c).id}"
+    ),
+    "conversion_action.id": lambda c: _conversion_action(c).id,
+    "conversion_action.name": lambda c: _conversion_action(c).name,
+    "conversion_action.status": lambda c: "ENABLED",
     "customer.resource_name": lambda c: f"customers/{c.customer.id}",
     "customer.id": lambda c: c.customer.id,
     "customer.descriptive_name": lambda c: c.customer.descriptive_name,
@@ -193,10 +207,11 @@ _SELECTABLE = {
     "ad_group": {"ad_group", "campaign", "campaign_budget", "customer", "metrics", "segments"},
     "campaign": {"campaign", "campaign_budget", "customer", "metrics", "segments"},
     "campaign_budget": {"campaign_budget", "customer"},
+    "conversion_action": {"conversion_action", "customer"},
     "customer": {"customer"},
     "customer_client": {"customer_client", "customer"},
 }
-_RESOURCES_WITH_NAMES = ("ad_group", "campaign", "campaign_budget", "customer", "customer_client")
+_RESOURCES_WITH_NAMES = ("ad_group", "campaign", "campaign_budget", "conversion_action", "customer", "customer_client")
 # Streams come out in these orders without sorting: by ids (ascending) then day, or day first.
 _ID_ORDERS = {
     "campaign": (("campaign.id",),),
@@ -459,6 +474,10 @@ class CompiledQuery:
         elif resource == "campaign_budget":
             for budget in state.data.budgets(customer.id):
                 yield RowContext(state, customer, budget=budget)
+        elif resource == "conversion_action":
+            for action in state.data.conversion_actions:
+                if action.customer_id == customer.id:
+                    yield RowContext(state, customer, conversion_action=action)
         elif resource == "ad_group":
             yield from self._ad_group_contexts(day_major, reverse_days)
         elif self.selects_date:

@@ -137,6 +137,7 @@ class MetaSandboxData:
     business_id: str = DEMO_BUSINESS_ID
     business_name: str = "IBVI Sandbox Business"
     pixel_id: str = DEMO_PIXEL_ID
+    pixel_name: str = "Sandbox pixel"
     days: int = 90  # insights exist for the last ``days`` days, today included (account time)
     accounts: dict[str, SandboxAccount] = field(default_factory=dict)
     campaigns: dict[str, SandboxCampaign] = field(default_factory=dict)

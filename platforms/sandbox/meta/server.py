@@ -86,6 +86,7 @@ DEFAULT_ADSET_STATUSES = DEFAULT_CAMPAIGN_STATUSES | {"CAMPAIGN_PAUSED"}
 ACCOUNT_FIELDS = frozenset(
     {"id", "account_id", "name", "currency", "timezone_name", "account_status", "business", "min_daily_budget"}
 )
+PIXEL_FIELDS = frozenset(("id", "name"))
 CAMPAIGN_FIELDS = frozenset(
     {
         "id", "account_id", "name", "status", "effective_status", "configured_status", "objective",
@@ -811,6 +812,10 @@ class GraphHandler(BaseHTTPRequestHandler):
                 return HTTPStatus.OK, self._adsets(state, adsets, params)
             if edge == "insights":
                 return HTTPStatus.OK, self._insights(state, account, params)
+            if edge == "adspixels":
+                # The business's pixel, shared with each of its ad accounts.
+                pixels = [{"id": data.pixel_id, "name": data.pixel_name}]
+                return HTTPStatus.OK, self._list_page(pixels, params, PIXEL_FIELDS, "AdsPixel")
         if node in data.campaigns:
             campaign = data.campaigns[node]
             account = data.accounts[campaign.account_id]
