@@ -348,7 +348,8 @@ class DestinationAdmin(EveryAccountAdmin):
         super().save_model(request, obj, form, change)
         services.routing_rules_invalidate()  # compiled rules carry only active destinations
 
-    @admin.action(description="Rotate the signing secret (the old one signs for 24 hours more)")
+    # A write: offered only to who may change destinations (an admin of every account).
+    @admin.action(description="Rotate the signing secret (the old one signs for 24 hours more)", permissions=["change"])
     def rotate_signing_secret(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:
         for destination in queryset.filter(kind=Destination.Kind.CRM):
             new_secret = services.destination_rotate_signing_secret(destination)

@@ -371,6 +371,7 @@ ACTION_ROLE = {
     ("webhooks.webhooksource", "delete_selected"): "every-account admin",
     ("webhooks.routingrule", "delete_selected"): "every-account admin",
     ("webhooks.destination", "delete_selected"): "every-account admin",
+    ("webhooks.destination", "rotate_signing_secret"): "every-account admin",
     # People and lockouts: Django's and django-axes' own screens, for superusers.
     ("auth.user", "delete_selected"): "superuser",
     ("auth.group", "delete_selected"): "superuser",
