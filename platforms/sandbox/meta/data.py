@@ -299,11 +299,13 @@ def split_counts(total: DayCounts, weights: list[int]) -> list[DayCounts]:
     return parts
 
 
-def _insight_row(counts: DayCounts, currency: str, day: date, ids: dict[str, str]) -> dict[str, object]:
+def insight_row(counts: DayCounts, currency: str, first: date, last: date, ids: dict[str, str]) -> dict[str, object]:
+    """One insights row as the Graph API writes it: the counts of ``first``..``last`` (one day or a
+    whole range), its actions and action values by type."""
     row: dict[str, object] = {
         **ids,
-        "date_start": day.isoformat(),
-        "date_stop": day.isoformat(),
+        "date_start": first.isoformat(),
+        "date_stop": last.isoformat(),
         "impressions": str(counts.impressions),
         "clicks": str(counts.clicks),
         "spend": format_minor(counts.spend_minor, currency),
@@ -330,7 +332,9 @@ def daily_insight(campaign: SandboxCampaign, currency: str, day: date) -> dict[s
     counts = _campaign_counts(campaign, day)
     if counts is None:
         return None
-    return _insight_row(counts, currency, day, {"campaign_id": campaign.campaign_id, "campaign_name": campaign.name})
+    return insight_row(
+        counts, currency, day, day, {"campaign_id": campaign.campaign_id, "campaign_name": campaign.name}
+    )
 
 
 def adset_day_counts(campaign: SandboxCampaign, adsets: list[SandboxAdSet], day: date) -> list[DayCounts] | None:
@@ -354,7 +358,7 @@ def adset_insight(
         "adset_id": adset.adset_id,
         "adset_name": adset.name,
     }
-    return _insight_row(parts[position], currency, day, ids)
+    return insight_row(parts[position], currency, day, day, ids)
 
 
 def spent_minor(

@@ -50,8 +50,6 @@ from platforms.sandbox import credentials
 from platforms.sandbox.faults import Faults
 from platforms.sandbox.meta import oauth as meta_oauth
 from platforms.sandbox.meta.data import (
-    LEAD_ACTION_TYPES,
-    PURCHASE_ACTION_TYPES,
     DayCounts,
     MetaSandboxData,
     SandboxAccount,
@@ -61,6 +59,7 @@ from platforms.sandbox.meta.data import (
     flight,
     format_minor,
     graph_time,
+    insight_row,
     spent_minor,
 )
 from platforms.sandbox.meta.data import (
@@ -611,31 +610,6 @@ def _object_counts(level: str, obj: Any, day: date) -> tuple[Any, dict[str, str]
     return DayCounts(*totals), {"account_id": account.account_id}
 
 
-def _counts_row(counts: Any, ids: dict[str, str], currency: str, first: date, last: date) -> dict[str, object]:
-    row: dict[str, object] = {
-        **ids,
-        "date_start": first.isoformat(),
-        "date_stop": last.isoformat(),
-        "impressions": str(counts.impressions),
-        "clicks": str(counts.clicks),
-        "spend": format_minor(counts.spend_minor, currency),
-    }
-    actions = [{"action_type": "link_click", "value": str(counts.clicks)}]
-    values = []
-    if counts.purchases:
-        actions += [{"action_type": t, "value": str(counts.purchases)} for t in PURCHASE_ACTION_TYPES]
-        values += [
-            {"action_type": t, "value": format_minor(counts.purchase_value_minor, currency)}
-            for t in PURCHASE_ACTION_TYPES
-        ]
-    if counts.leads:
-        actions += [{"action_type": t, "value": str(counts.leads)} for t in LEAD_ACTION_TYPES]
-    row["actions"] = actions
-    if values:
-        row["action_values"] = values
-    return row
-
-
 def _insight_rows(
     request: _InsightsRequest, currency: str, start: int, end: int
 ) -> Iterator[tuple[int, dict[str, object]]]:
@@ -649,7 +623,7 @@ def _insight_rows(
             day = request.since + timedelta(days=day_offset)
             found = _object_counts(request.level, request.objects[position], day)
             if found is not None:
-                yield index, _counts_row(found[0], found[1], currency, day, day)
+                yield index, insight_row(found[0], currency, day, day, found[1])
             continue
         totals, ids = [0] * 6, None
         for offset in range(request.day_count):
@@ -663,7 +637,7 @@ def _insight_rows(
             ):  # fmt: skip
                 totals[k] += value
         if ids is not None:
-            yield index, _counts_row(DayCounts(*totals), ids, currency, request.since, last_day)
+            yield index, insight_row(DayCounts(*totals), currency, request.since, last_day, ids)
 
 
 class GraphHandler(BaseHTTPRequestHandler):
