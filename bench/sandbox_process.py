@@ -10,10 +10,7 @@ The benchmark's own process stays free of the emulator's CPU and memory.
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import sys
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -53,15 +50,7 @@ def main() -> int:
         ad_groups_per_campaign=args.ad_groups,
     )
     sandbox = start(host="127.0.0.1", cert_dir=args.cert_dir, data=data)
-    stopped = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopped.set())
-    print(
-        json.dumps({"grpc_port": sandbox.grpc_port, "oauth_port": sandbox.oauth_port, "ca_path": str(sandbox.ca_path)}),
-        flush=True,
-    )
-    stopped.wait()
-    sandbox.stop(grace=1)
+    sandbox.serve_until_signalled()
     return 0
 
 

@@ -6,10 +6,7 @@ Prints one JSON line with the bound ports and the CA path, then serves until int
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from platforms.sandbox.faults import Faults
@@ -35,15 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         data=GoogleSandboxData.scaled(campaigns=args.campaigns, days=args.days),
         faults=Faults.parse(args.faults),
     )
-    stopped = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopped.set())
-    print(
-        json.dumps({"grpc_port": sandbox.grpc_port, "oauth_port": sandbox.oauth_port, "ca_path": str(sandbox.ca_path)}),
-        flush=True,
-    )
-    stopped.wait()
-    sandbox.stop(grace=1)
+    sandbox.serve_until_signalled()
     return 0
 
 

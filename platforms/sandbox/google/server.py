@@ -32,6 +32,7 @@ import base64
 import json
 import logging
 import re
+import signal
 import threading
 import uuid
 import zlib
@@ -1044,6 +1045,19 @@ class GoogleSandbox:
 
     def wait(self) -> None:
         self._server.wait_for_termination()
+
+    def serve_until_signalled(self) -> None:
+        """For a process of its own: print one JSON line (ports, CA path) for whoever started it,
+        serve until SIGINT or SIGTERM, then stop."""
+        stopped = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopped.set())
+        print(
+            json.dumps({"grpc_port": self.grpc_port, "oauth_port": self.oauth_port, "ca_path": str(self.ca_path)}),
+            flush=True,
+        )
+        stopped.wait()
+        self.stop(grace=1)
 
 
 def start(
