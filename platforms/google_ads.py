@@ -614,13 +614,7 @@ class GoogleAdsPlatform:
         self, account: AccountRef, date_from: date, date_to: date
     ) -> Iterator[AdGroupMetricRow]:
         """Daily ad group metrics, streamed (GAQL FROM ad_group); they add up to the campaign's."""
-        if date_from > date_to:
-            raise ValueError(f"date_from {date_from} is after date_to {date_to}")
-        query = (
-            f"SELECT {', '.join(AD_GROUP_METRIC_FIELDS)} FROM ad_group "  # noqa: S608
-            f"WHERE segments.date BETWEEN '{date_from.isoformat()}' AND '{date_to.isoformat()}'"
-        )
-        for row in self._stream(_digits(account.external_id), self._login_for(account), query):
+        for row in self._daily_metric_rows(account, "ad_group", AD_GROUP_METRIC_FIELDS, date_from, date_to):
             metrics = row.metrics
             yield AdGroupMetricRow(
                 ad_group_external_id=str(row.ad_group.id),
@@ -634,14 +628,7 @@ class GoogleAdsPlatform:
             )
 
     def iter_daily_metrics(self, account: AccountRef, date_from: date, date_to: date) -> Iterator[MetricRow]:
-        if date_from > date_to:
-            raise ValueError(f"date_from {date_from} is after date_to {date_to}")
-        # GAQL, not SQL; the values are date objects' ISO form, nothing a caller can inject.
-        query = (
-            f"SELECT {', '.join(METRIC_FIELDS)} FROM campaign "  # noqa: S608
-            f"WHERE segments.date BETWEEN '{date_from.isoformat()}' AND '{date_to.isoformat()}'"
-        )
-        for row in self._stream(_digits(account.external_id), self._login_for(account), query):
+        for row in self._daily_metric_rows(account, "campaign", METRIC_FIELDS, date_from, date_to):
             metrics = row.metrics
             yield MetricRow(
                 campaign_external_id=str(row.campaign.id),
@@ -652,6 +639,22 @@ class GoogleAdsPlatform:
                 conversions=Decimal(repr(metrics.conversions)),
                 conversion_value_micros=units_to_micros(metrics.conversions_value),
             )
+
+    def _daily_metric_rows(
+        self, account: AccountRef, resource: str, fields: Sequence[str], date_from: date, date_to: date
+    ) -> Iterator[Any]:
+        """The rows of ``resource`` (campaign, ad_group) per day of the window, streamed.
+
+        Each level maps its rows itself, field by field: this is the sync's hot path, and a
+        shared row map would cost a call per row."""
+        if date_from > date_to:
+            raise ValueError(f"date_from {date_from} is after date_to {date_to}")
+        # GAQL, not SQL; the values are date objects' ISO form, nothing a caller can inject.
+        query = (
+            f"SELECT {', '.join(fields)} FROM {resource} "  # noqa: S608
+            f"WHERE segments.date BETWEEN '{date_from.isoformat()}' AND '{date_to.isoformat()}'"
+        )
+        return self._stream(_digits(account.external_id), self._login_for(account), query)
 
     def update_daily_budget(
         self, account: AccountRef, campaign: CampaignInfo, new_daily_budget_micros: int

@@ -480,19 +480,7 @@ class MetaPlatform:
     ) -> Iterator[AdGroupMetricRow]:
         """Ad set insights (level=adset, time_increment=1), one row per ad set and day, paged.
         The ad sets of a campaign add up to its campaign-level row."""
-        if date_from > date_to:
-            raise ValueError(f"date_from {date_from} is after date_to {date_to}")
-        ad_account = AdAccount(fbid=_node_id(account), api=self._api)
-        params = {
-            "level": "adset",
-            "time_increment": 1,
-            "time_range": {"since": date_from.isoformat(), "until": date_to.isoformat()},
-            "limit": self._insights_page_size,
-        }
-        cursor = self._first_page(
-            "read ad set insights", lambda: ad_account.get_insights(fields=ADSET_INSIGHT_FIELDS, params=params)
-        )
-        for row in self._drain(cursor, "read ad set insights"):
+        for row in self._daily_insights(account, "adset", ADSET_INSIGHT_FIELDS, date_from, date_to, "ad set insights"):
             metric = self._metric_row(row)
             yield AdGroupMetricRow(
                 ad_group_external_id=str(row["adset_id"]),
@@ -508,20 +496,30 @@ class MetaPlatform:
     def iter_daily_metrics(self, account: AccountRef, date_from: date, date_to: date) -> Iterator[MetricRow]:
         """Campaign-level insights, one row per campaign and day, streamed page by page.
         ``date_start`` is the day in the ad account's time zone, as Meta reports it."""
+        for row in self._daily_insights(account, "campaign", INSIGHT_FIELDS, date_from, date_to, "insights"):
+            yield self._metric_row(row)
+
+    def _daily_insights(
+        self,
+        account: AccountRef,
+        level: str,
+        fields: Sequence[str],
+        date_from: date,
+        date_to: date,
+        what: str,
+    ) -> Iterator[Any]:
+        """The insights rows of ``level`` per day of the window (time_increment=1), page by page."""
         if date_from > date_to:
             raise ValueError(f"date_from {date_from} is after date_to {date_to}")
         ad_account = AdAccount(fbid=_node_id(account), api=self._api)
         params = {
-            "level": "campaign",
+            "level": level,
             "time_increment": 1,
             "time_range": {"since": date_from.isoformat(), "until": date_to.isoformat()},
             "limit": self._insights_page_size,
         }
-        cursor = self._first_page(
-            "read insights", lambda: ad_account.get_insights(fields=INSIGHT_FIELDS, params=params)
-        )
-        for row in self._drain(cursor, "read insights"):
-            yield self._metric_row(row)
+        cursor = self._first_page(f"read {what}", lambda: ad_account.get_insights(fields=list(fields), params=params))
+        return self._drain(cursor, f"read {what}")
 
     def update_daily_budget(
         self, account: AccountRef, campaign: CampaignInfo, new_daily_budget_micros: int
