@@ -32,7 +32,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -222,6 +222,10 @@ def _with_query(uri: str, params: dict[str, str]) -> str:
     return uri + ("&" if urlsplit(uri).query else "?") + urlencode(params)
 
 
+# The click conversions the emulator stored, as JSON: `curl http://127.0.0.1:<oauth port>/_sandbox/conversions`.
+INSPECT_CONVERSIONS_PATH = "/_sandbox/conversions"
+
+
 class OAuthServer:
     def __init__(
         self,
@@ -265,6 +269,11 @@ class OAuthServer:
 
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
+                if parts.path == INSPECT_CONVERSIONS_PATH and state is not None:
+                    # What the emulator stored, for whoever runs it (read-only, loopback).
+                    stored = [asdict(c) for c in state.conversions]
+                    self._answer(HTTPStatus.OK, {"conversions": stored})
+                    return
                 if parts.path != "/o/oauth2/v2/auth":
                     self._answer(HTTPStatus.NOT_FOUND, {"error": "not_found"})
                     return

@@ -68,6 +68,8 @@ from platforms.sandbox.meta.data import (
 
 logger = logging.getLogger(__name__)
 
+# The Conversions API events the emulator stored, as JSON: `curl http://127.0.0.1:<port>/_sandbox/events`.
+INSPECT_EVENTS_PATH = "/_sandbox/events"
 SUPPORTED_VERSIONS = frozenset({"v24.0", "v25.0", "v26.0"})
 SANDBOX_USER_ID = "100000000000099"
 DEFAULT_PAGE_SIZE = 25
@@ -659,6 +661,12 @@ class GraphHandler(BaseHTTPRequestHandler):
         return
 
     def do_GET(self) -> None:
+        if urlsplit(self.path).path == INSPECT_EVENTS_PATH:
+            # What the emulator stored, for whoever runs it (read-only, loopback).
+            with self.server.state.lock:
+                events = list(self.server.state.stored_events)
+            self._send(HTTPStatus.OK, {"events": events}, secrets.token_urlsafe(12), {})
+            return
         self._dispatch("GET")
 
     def do_POST(self) -> None:
