@@ -6,6 +6,8 @@ import fnmatch
 import importlib.util
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -335,3 +337,20 @@ def test_prometheus_rules_cover_every_alert_kind_with_the_apps_thresholds():
     assert threshold("AdsWorkersNotTakingTasks") == alerts.tunable("ALERT_WORKER_STALE_SECONDS")
     assert threshold("AdsBeatNotRunning") == alerts.tunable("ALERT_BEAT_STALE_SECONDS")
     assert threshold("AdsAlertMonitorNotRunning") == alerts.tunable("ALERT_MONITOR_STALE_SECONDS")
+
+
+def test_no_runtime_file_of_a_local_run_is_tracked():
+    """The file-system broker's exchange, SQLite files and var/ belong to a run, not to the repository."""
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(
+        [git, "ls-files", "--", "control/*", "var/*", "*.sqlite3", "*.exchange"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert tracked == []
+    ignored = {line.strip() for line in (ROOT / ".gitignore").read_text().splitlines()}
+    assert {"/control/", "var/"} <= ignored  # so a run's files never show up to be committed
