@@ -330,7 +330,9 @@ CAMPAIGN_FIELDSETS: _FieldsetSpec = (
 )
 
 
-@admin.register(Campaign)
+# Not registered here: optimization/admin_changes.py registers it with the change tools (budget and
+# status forms), the only ways to change what the platforms own. One registration, whatever the
+# order the apps load in.
 class CampaignAdmin(AccountScopedAdmin):
     """Synced from the platforms: every field is the platform's, so the page is read-only (a name
     or status edited here would be put back by the next sync). Budgets and status change through
@@ -483,7 +485,7 @@ AD_GROUP_FIELDSETS: _FieldsetSpec = (
 )
 
 
-@admin.register(AdGroup)
+# Registered with its change tools by optimization/admin_changes.py, as CampaignAdmin is.
 class AdGroupAdmin(AccountScopedAdmin):
     """Google ad groups and Meta ad sets, synced like campaigns and read-only like them: a Meta
     ad-set budget and every status change go through the optimization app's forms."""

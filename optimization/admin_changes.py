@@ -527,6 +527,7 @@ class AdGroupWithChangesAdmin(ChangeToolsMixin, AdGroupAdmin):
     inlines = (*AdGroupAdmin.inlines, AdGroupChangeRecordInline)
 
 
-for model, model_admin in ((Campaign, CampaignWithChangesAdmin), (AdGroup, AdGroupWithChangesAdmin)):
-    admin.site.unregister(model)
-    admin.site.register(model, model_admin)
+# The campaigns app defines these screens and leaves their registration to this module, the one
+# that adds the ways to change them: no unregistering, nothing that depends on app load order.
+admin.site.register(Campaign, CampaignWithChangesAdmin)
+admin.site.register(AdGroup, AdGroupWithChangesAdmin)
