@@ -14,8 +14,10 @@ from tests.conftest import PASSWORD
 from tests.conversions import conftest as conversions_fixtures
 from tests.conversions.conftest import google_conversion, meta_event
 
-# The conversions app's fixtures (its sandbox actions, a service key), registered here by name.
+# The conversions app's fixtures (the emulators its actions are discovered from, a service key),
+# registered here by name.
 _no_upload_kick = conversions_fixtures._no_upload_kick
+sandboxes = conversions_fixtures.sandboxes
 actions = conversions_fixtures.actions
 service_key = conversions_fixtures.service_key
 service_client = conversions_fixtures.service_client
