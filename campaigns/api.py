@@ -7,7 +7,6 @@ from datetime import date, timedelta
 from typing import Any
 
 import orjson
-from django.core.cache import cache
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path
@@ -19,14 +18,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from adsplatform.query_params import validated_query
-from campaigns import access, coverage, selectors, services
+from campaigns import access, caching, coverage, selectors, services
 from campaigns.models import AccountRole, AdAccount, CampaignStatus, Platform, SyncRun
 
 MAX_RANGE_DAYS = 400
 # No ad platform reports earlier; it also keeps "date_to - 30 days" inside the calendar.
 EARLIEST_DATE = date(2000, 1, 1)
 DEFAULT_RANGE_DAYS = 30
-CACHE_SECONDS = 5 * 60
 
 
 # --- Query parameters ------------------------------------------------------------------------
@@ -39,8 +37,13 @@ class DateRangeParams(serializers.Serializer):
     )
 
     def default_date_to(self, attrs: dict[str, Any]) -> date:
-        """Today where the accounts are (metric dates are theirs): the latest of them, or the chosen one's."""
-        return services.latest_account_today(account_id=attrs.get("account"))
+        """Today where the accounts are (metric dates are theirs): the latest of them, or the chosen one's.
+
+        The view may pass ``time_zones`` (account id or None → the zones) in the context: a cached read.
+        """
+        account_id = attrs.get("account")
+        time_zones = self.context.get("time_zones") or (lambda pk: services.account_time_zones(account_id=pk))
+        return services.latest_today(time_zones(account_id))
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         for name in ("date_from", "date_to"):
@@ -212,33 +215,58 @@ def _visible_account_ids(request) -> frozenset[int] | None:
     return None if visible is None else frozenset(visible)
 
 
+def _caller_scope(request) -> str:
+    """The accounts the caller sees, for cache keys: two users asking the same query see different rows."""
+    visible = _visible_account_ids(request)
+    return "all" if visible is None else ",".join(map(str, sorted(visible)))
+
+
 # --- Caching with ETags ------------------------------------------------------------------------
 
+# The parameters a campaign count depends on (not the window, the order or the page).
+COUNT_PARAMETERS = ("platform", "status", "account", "search")
 
-def _cached_json(request, scope: str, build) -> HttpResponse:
-    """Serve ``build()`` as JSON from the cache (keyed by the query and the sync generation)
-    with an ETag; a matching If-None-Match gets 304 and no body."""
-    # The caller's accounts are part of the key: two users asking the same query see different rows.
-    visible = _visible_account_ids(request)
-    who = "all" if visible is None else ",".join(map(str, sorted(visible)))
-    query = f"{who}|{request.GET.urlencode()}"
-    key = f"api:{scope}:g{services.campaign_cache_generation()}:{hashlib.sha256(query.encode()).hexdigest()[:32]}"
-    body = cache.get(key)
-    cache_status = "hit"
-    if body is None:
-        cache_status = "miss"
-        # OPT_UTC_Z: UTC times end in "Z", as DRF writes them in the detail answers.
-        body = orjson.dumps(build(), option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
-        cache.set(key, body, CACHE_SECONDS)
-    etag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
-    if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
-        response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)
-    else:
-        response = HttpResponse(body, content_type="application/json")
-    response["ETag"] = etag
-    response["Cache-Control"] = "private, max-age=0, must-revalidate"
-    response["X-Cache"] = cache_status
-    return response
+
+class _CachedAnswer:
+    """A JSON answer cached under the sync generation with what building it needs (the accounts'
+    time zones for the default window, optionally a count), all read in one round trip."""
+
+    def __init__(self, request, scope: str, *, count_key: str | None = None) -> None:
+        self.request = request
+        self.key = caching.cache_key(scope, _caller_scope(request), request.GET.urlencode())
+        self.count_key = count_key
+        # The raw parameter names the key: the validated one is a function of it.
+        self.zones_key = caching.cache_key("time-zones", request.GET.get("account", ""))
+        self.values = caching.GenerationCache([self.key, self.zones_key, *([count_key] if count_key else [])])
+
+    def time_zones(self, account_id: int | None) -> list[str]:
+        return self.values.get_or_compute(self.zones_key, lambda: services.account_time_zones(account_id=account_id))
+
+    def count(self, compute) -> int:
+        return self.values.get_or_compute(self.count_key, compute) if self.count_key else compute()
+
+    def response(self, build) -> HttpResponse:
+        """``build()`` as JSON (from the cache when current) with an ETag; a matching If-None-Match
+        gets 304 and no body. ``build`` runs only on a miss, validation included: a query that fails
+        it is never cached, so a hit is a query that passed."""
+        body = self.values.get(self.key)
+        cache_status = "hit"
+        if body is None:
+            cache_status = "miss"
+            # OPT_UTC_Z: UTC times end in "Z", as DRF writes them in the detail answers.
+            body = self.values.get_or_compute(
+                self.key, lambda: orjson.dumps(build(), option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
+            )
+            self.values.save()
+        etag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+        if etag in [tag.strip() for tag in self.request.headers.get("If-None-Match", "").split(",")]:
+            response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)
+        else:
+            response = HttpResponse(body, content_type="application/json")
+        response["ETag"] = etag
+        response["Cache-Control"] = "private, max-age=0, must-revalidate"
+        response["X-Cache"] = cache_status
+        return response
 
 
 # --- Views ---------------------------------------------------------------------------------------
@@ -252,10 +280,15 @@ class CampaignListView(APIView):
         summary="Campaigns of both platforms with metrics for a date range",
     )
     def get(self, request):
-        params = validated_query(CampaignListParams, request)
-        return _cached_json(request, "campaigns", lambda: self._page(request, params))
+        # The count depends on the filters only: paging, reordering or moving the window reuses it.
+        count_key = caching.cache_key(
+            "campaign-count", _caller_scope(request), *(request.GET.get(name, "") for name in COUNT_PARAMETERS)
+        )
+        answer = _CachedAnswer(request, "campaigns", count_key=count_key)
+        return answer.response(lambda: self._page(request, answer))
 
-    def _page(self, request, params: dict[str, Any]) -> dict[str, Any]:
+    def _page(self, request, answer: _CachedAnswer) -> dict[str, Any]:
+        params = validated_query(CampaignListParams, request, context={"time_zones": answer.time_zones})
         filters = selectors.CampaignFilters(
             date_from=params["date_from"],
             date_to=params["date_to"],
@@ -267,7 +300,7 @@ class CampaignListView(APIView):
             visible_account_ids=_visible_account_ids(request),
         )
         page, size = params["page"], params["page_size"]
-        count = selectors.campaign_queryset(filters).count()
+        count = answer.count(lambda: selectors.campaign_queryset(filters).count())
         require_page_exists(page, size, count)
         rows = selectors.campaign_page(filters=filters, offset=(page - 1) * size, limit=size)
         return page_envelope(
@@ -406,9 +439,10 @@ class SummaryView(APIView):
         summary="Totals per platform and per currency (never one sum across currencies)",
     )
     def get(self, request):
-        params = validated_query(SummaryParams, request)
+        answer = _CachedAnswer(request, "summary")
 
         def build() -> dict[str, Any]:
+            params = validated_query(SummaryParams, request, context={"time_zones": answer.time_zones})
             rows = selectors.summary_by_platform_and_currency(
                 date_from=params["date_from"],
                 date_to=params["date_to"],
@@ -428,7 +462,7 @@ class SummaryView(APIView):
             ]
             return {"date_from": params["date_from"], "date_to": params["date_to"], "totals": totals}
 
-        return _cached_json(request, "summary", build)
+        return answer.response(build)
 
 
 class AccountSerializer(serializers.ModelSerializer):

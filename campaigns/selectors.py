@@ -8,13 +8,19 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, cast
 
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db import connections
 from django.db.models import (
     BigIntegerField,
+    BooleanField,
+    CharField,
     Count,
     DecimalField,
     ExpressionWrapper,
     F,
     FloatField,
+    Func,
+    JSONField,
     Max,
     OuterRef,
     Q,
@@ -23,7 +29,7 @@ from django.db.models import (
     Sum,
     Value,
 )
-from django.db.models.functions import Cast, Coalesce, NullIf
+from django.db.models.functions import Cast, Coalesce, JSONObject, NullIf
 
 from campaigns import access
 from campaigns.models import AdAccount, AdGroup, AdGroupDailyMetric, Campaign, DailyMetric, SyncRun
@@ -140,35 +146,53 @@ def campaign_list(*, filters: CampaignFilters) -> _Rows:
     return _ordered(queryset.values(*_CAMPAIGN_ROW_FIELDS, *METRIC_FIELDS), filters.ordering)
 
 
-def window_totals_by_campaign(*, campaign_ids: list[Any], date_from: date, date_to: date) -> dict[Any, dict[str, Any]]:
-    """Each campaign's metric totals over the window, in one query (one index range per campaign)."""
-    rows = cast(
-        _Rows,
-        DailyMetric.objects.filter(campaign_id__in=campaign_ids, date__gte=date_from, date__lte=date_to)
+def _window_totals_json(date_from: date, date_to: date) -> Subquery:
+    """The campaign's five window totals as one JSON object: one correlated subquery, one index
+    range of its days (five subqueries, what ordering by a metric needs, would read it five times).
+    Conversions travel as text, so their Decimal survives JSON."""
+    totals = (
+        DailyMetric.objects.filter(campaign=OuterRef("pk"), date__gte=date_from, date__lte=date_to)
         .order_by()
-        .values("campaign_id")
-        .annotate(**{field: Sum(field) for field in METRIC_FIELDS}),
+        .values("campaign")
+        .annotate(
+            totals=JSONObject(
+                **{field: Sum(field) for field in METRIC_FIELDS if field != "conversions"},
+                conversions=Cast(Sum("conversions"), CharField()),
+            )
+        )
+        .values("totals")
     )
-    return {row.pop("campaign_id"): row for row in rows}
+    return Subquery(totals, output_field=JSONField())
+
+
+def _pk_among(ids: QuerySet) -> Q | Func:
+    """``pk`` is one of ``ids`` (a sliced subquery). On PostgreSQL as ``pk = ANY(ARRAY(...))``: one
+    index probe per id, where "IN (subquery)" is planned as a hash join over every campaign."""
+    if connections[ids.db].vendor != "postgresql":
+        return Q(pk__in=ids)
+    return Func(
+        F("pk"), ArraySubquery(ids), template="%(expressions)s)", arg_joiner=" = ANY(", output_field=BooleanField()
+    )
 
 
 def campaign_page(*, filters: CampaignFilters, offset: int, limit: int) -> list[dict[str, Any]]:
-    """One page of ``campaign_list`` rows.
+    """One page of ``campaign_list`` rows, in one query.
 
-    Ordered by name, the page is chosen without metrics and its totals are read after, in
-    one grouped query: five correlated sums per row (what ordering by a metric needs) would
-    scan each campaign's window five times, and take five times the database's work.
+    Ordered by name, the page's rows come with their totals as one JSON value each, summed only
+    for the rows of the page; a metric order
+    needs every campaign's sums, which ``campaign_list`` computes.
     """
     if filters.ordering.lstrip("-") != "name":
         return list(campaign_list(filters=filters)[offset : offset + limit])
-    rows = list(
-        _ordered(campaign_queryset(filters).values(*_CAMPAIGN_ROW_FIELDS), filters.ordering)[offset : offset + limit]
+    # The page's ids chosen first: a deep page's skipped rows are never summed.
+    page_ids = _ordered(campaign_queryset(filters).values("pk"), filters.ordering)[offset : offset + limit]
+    queryset = Campaign.objects.filter(_pk_among(page_ids)).annotate(
+        window=_window_totals_json(filters.date_from, filters.date_to)
     )
-    totals = window_totals_by_campaign(
-        campaign_ids=[row["id"] for row in rows], date_from=filters.date_from, date_to=filters.date_to
-    )
+    rows = list(_ordered(queryset.values(*_CAMPAIGN_ROW_FIELDS, "window"), filters.ordering))
     for row in rows:
-        row.update(totals.get(row["id"], _NO_METRICS))
+        totals = row.pop("window")
+        row.update(_NO_METRICS if totals is None else {**totals, "conversions": Decimal(totals["conversions"])})
     return rows
 
 

@@ -43,12 +43,18 @@ class SyncAlreadyRunning(Exception):
 # --- Cache generations -------------------------------------------------------------------
 
 
+def _first_generation() -> int:
+    # From the clock, not 1: a generation Redis lost (restarted, evicted) must never restart at a
+    # number answers were already cached under, or those answers would be served again.
+    return time.time_ns() // 1000
+
+
 def campaign_cache_generation() -> int:
     """Cached campaign answers are keyed by this number; bumping it drops them all at once."""
     generation = cache.get(CACHE_GENERATION_KEY)
     if generation is None:
-        cache.add(CACHE_GENERATION_KEY, 1, timeout=None)
-        generation = cache.get(CACHE_GENERATION_KEY, 1)
+        cache.add(CACHE_GENERATION_KEY, _first_generation(), timeout=None)
+        generation = cache.get(CACHE_GENERATION_KEY, 0)
     return int(generation)
 
 
@@ -56,7 +62,7 @@ def campaign_cache_invalidate() -> None:
     try:
         cache.incr(CACHE_GENERATION_KEY)
     except ValueError:  # no generation yet: nothing cached under one either
-        cache.add(CACHE_GENERATION_KEY, 1, timeout=None)
+        cache.add(CACHE_GENERATION_KEY, _first_generation(), timeout=None)
 
 
 # --- Accounts ---------------------------------------------------------------------------------
@@ -128,18 +134,27 @@ def todays_by_time_zone() -> dict[str, date]:
     return {time_zone: zone_today(time_zone) for time_zone in zones}
 
 
-def latest_account_today(*, account_id: int | None = None) -> date:
-    """The latest "today" of the active accounts (or of one account): where a default date range ends.
-
-    Ending it on the site's (UTC) date would leave out the day an account ahead of UTC has begun
-    (Berlin's 1 January while UTC is still on 31 December), and give an account behind it an
-    empty day at the end of its window. No account yet: the site's date.
-    """
+def account_time_zones(*, account_id: int | None = None) -> list[str]:
+    """The time zones the active accounts use (or the one account's): one small query."""
     accounts = (
         AdAccount.objects.filter(is_active=True) if account_id is None else AdAccount.objects.filter(pk=account_id)
     )
-    zones = accounts.order_by().values_list("time_zone", flat=True).distinct()
-    return max((zone_today(time_zone) for time_zone in zones), default=timezone.localdate())
+    return sorted(accounts.order_by().values_list("time_zone", flat=True).distinct())
+
+
+def latest_today(time_zones: Iterable[str]) -> date:
+    """The latest "today" of these time zones: where a default date range ends.
+
+    Ending it on the site's (UTC) date would leave out the day an account ahead of UTC has begun
+    (Berlin's 1 January while UTC is still on 31 December), and give an account behind it an
+    empty day at the end of its window. No zone (no account yet): the site's date.
+    """
+    return max((zone_today(time_zone) for time_zone in time_zones), default=timezone.localdate())
+
+
+def latest_account_today(*, account_id: int | None = None) -> date:
+    """The latest "today" of the active accounts (or of one account)."""
+    return latest_today(account_time_zones(account_id=account_id))
 
 
 def default_sync_window(account: AdAccount) -> tuple[date, date]:

@@ -21,9 +21,9 @@ from rest_framework import exceptions, generics, serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from campaigns import access
+from campaigns.authentication import JWTWithRolesAuthentication
 from campaigns.models import Platform
 from conversions import selectors, services
 from conversions.authentication import (
@@ -265,7 +265,7 @@ def _flatten(errors: Any, prefix: str) -> dict[str, list[str]]:
 
 
 class _IngestView(APIView):
-    authentication_classes = [ServiceKeyAuthentication, JWTAuthentication]
+    authentication_classes = [ServiceKeyAuthentication, JWTWithRolesAuthentication]
     permission_classes = [IsAuthenticated]
     item_serializer: type[serializers.Serializer]
     batch_key: str
@@ -475,7 +475,7 @@ class ConversionActionListView(generics.ListAPIView):
 
     serializer_class = ConversionActionSerializer
     filterset_class = ConversionActionFilter
-    authentication_classes = [ServiceKeyAuthentication, JWTAuthentication]
+    authentication_classes = [ServiceKeyAuthentication, JWTWithRolesAuthentication]
 
     def get_queryset(self):
         actions = selectors.conversion_action_list()
