@@ -32,7 +32,8 @@ class _UsersWithGrants:
 class JWTWithRolesAuthentication(JWTAuthentication):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.user_model = _UsersWithGrants(self.user_model)
+        # simplejwt only calls .objects.get and catches .DoesNotExist on it.
+        self.user_model = _UsersWithGrants(self.user_model)  # type: ignore[assignment]
 
 
 class JWTWithRolesScheme(SimpleJWTScheme):

@@ -123,8 +123,8 @@ def _ordered(queryset: _Rows, ordering: str) -> _Rows:
     return queryset.order_by(order, "id")
 
 
-def campaign_list(*, filters: CampaignFilters) -> _Rows:
-    """Plain rows: each campaign with its account and window metrics, ordered; slice it to page."""
+def _with_window_sums(filters: CampaignFilters) -> QuerySet[Campaign]:
+    """The filtered campaigns with their window sums and the sort key of a metric ordering."""
     sums = {field: _window_sum(field, filters.date_from, filters.date_to) for field in METRIC_FIELDS}
     queryset = campaign_queryset(filters).annotate(**sums)
     key = filters.ordering.lstrip("-")
@@ -143,7 +143,23 @@ def campaign_list(*, filters: CampaignFilters) -> _Rows:
                 output_field=FloatField(),
             )
         )
-    return _ordered(queryset.values(*_CAMPAIGN_ROW_FIELDS, *METRIC_FIELDS), filters.ordering)
+    return queryset
+
+
+def campaign_list(*, filters: CampaignFilters) -> _Rows:
+    """Plain rows: each campaign with its account and window metrics, ordered; slice it to page."""
+    return _ordered(_with_window_sums(filters).values(*_CAMPAIGN_ROW_FIELDS, *METRIC_FIELDS), filters.ordering)
+
+
+def campaign_page_ids(*, filters: CampaignFilters, offset: int, limit: int) -> _Rows:
+    """The ids of one page, in order (a subquery: the page's rows are read around it).
+
+    Ordered by name, the sums are not needed to choose the page; a metric order needs every
+    campaign's.
+    """
+    by_name = filters.ordering.lstrip("-") == "name"
+    campaigns = campaign_queryset(filters) if by_name else _with_window_sums(filters)
+    return _ordered(cast(_Rows, campaigns.values("pk")), filters.ordering)[offset : offset + limit]
 
 
 def _window_totals_json(date_from: date, date_to: date) -> Subquery:
@@ -165,7 +181,7 @@ def _window_totals_json(date_from: date, date_to: date) -> Subquery:
     return Subquery(totals, output_field=JSONField())
 
 
-def _pk_among(ids: QuerySet) -> Q | Func:
+def _pk_among(ids: _Rows) -> Q | Func:
     """``pk`` is one of ``ids`` (a sliced subquery). On PostgreSQL as ``pk = ANY(ARRAY(...))``: one
     index probe per id, where "IN (subquery)" is planned as a hash join over every campaign."""
     if connections[ids.db].vendor != "postgresql":
@@ -185,7 +201,7 @@ def campaign_page(*, filters: CampaignFilters, offset: int, limit: int) -> list[
     if filters.ordering.lstrip("-") != "name":
         return list(campaign_list(filters=filters)[offset : offset + limit])
     # The page's ids chosen first: a deep page's skipped rows are never summed.
-    page_ids = _ordered(campaign_queryset(filters).values("pk"), filters.ordering)[offset : offset + limit]
+    page_ids = campaign_page_ids(filters=filters, offset=offset, limit=limit)
     queryset = Campaign.objects.filter(_pk_among(page_ids)).annotate(
         window=_window_totals_json(filters.date_from, filters.date_to)
     )
@@ -250,16 +266,25 @@ def summary_by_platform_and_currency(
     return list(rows)
 
 
+def _half_up(numerator: int, denominator: int, places: int) -> float:
+    """numerator / denominator rounded half up to ``places`` decimals, exactly (integers only):
+    what PostgreSQL computes for the same page (campaigns.json_pages), to the last digit."""
+    scale: int = 10**places
+    rounded: int = (2 * numerator * scale + denominator) // (2 * denominator)
+    return rounded / scale
+
+
 def derived_metrics(row: dict[str, Any]) -> dict[str, Any]:
     """CTR, CPC, CPA and ROAS from the sums; None where the denominator is zero."""
     impressions, clicks = row["impressions"] or 0, row["clicks"] or 0
     cost, value = row["cost_micros"] or 0, row["conversion_value_micros"] or 0
     conversions = Decimal(row["conversions"] or 0)
     return {
-        "ctr": round(clicks / impressions, 6) if impressions else None,
+        "ctr": _half_up(clicks, impressions, 6) if impressions else None,
         "cpc_micros": cost // clicks if clicks else None,
-        "cpa_micros": int(cost / conversions) if conversions else None,
-        "roas": round(value / cost, 4) if cost else None,
+        # Decimal's // truncates exactly (no float, no rounded quotient).
+        "cpa_micros": int(Decimal(cost) // conversions) if conversions else None,
+        "roas": _half_up(value, cost, 4) if cost else None,
     }
 
 
