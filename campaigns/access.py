@@ -18,10 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from django.contrib.postgres.expressions import ArraySubquery
-from django.db import connections
-from django.db.models import OuterRef, Q, QuerySet
-from django.db.models.functions import JSONObject
+from django.db.models import Q, QuerySet
 
 from campaigns.models import AccountAccess, AccountRole, AdAccount
 
@@ -94,11 +91,7 @@ def access_scope(user: Any) -> AccessScope:
         per_account: dict[int, str] = {}
         # Read with the user by JWTWithRolesAuthentication (one query for both), or read now.
         loaded = getattr(user, LOADED_GRANTS_ATTRIBUTE, None)
-        grants = (
-            [(grant["account_id"], grant["role"]) for grant in loaded]
-            if loaded is not None
-            else _grants_of(user).values_list("account_id", "role")
-        )
+        grants = loaded if loaded is not None else _grants_of(user).values_list("account_id", "role")
         for account_id, role in grants:
             if account_id is None:
                 every = _best(every, role)
@@ -117,25 +110,13 @@ def access_scope_forget(user: Any) -> None:
             delattr(user, attribute)
 
 
-# Where users_with_grants() leaves each user's grants: [{"account_id": ..., "role": ...}, ...].
+# Where a user loaded with their grants keeps them (campaigns.authentication): [(account_id, role), ...].
 LOADED_GRANTS_ATTRIBUTE = "_loaded_account_grants"
 
 
 def _grants_of(user: Any) -> QuerySet[AccountAccess]:
-    """The user's own grants and their groups'. ``user`` may be an OuterRef to the users' pk."""
+    """The user's own grants and their groups'."""
     return AccountAccess.objects.filter(Q(user=user) | Q(group__user=user))
-
-
-def users_with_grants(users: QuerySet) -> QuerySet:
-    """``users`` with their grants read in the same query (an array column), for access_scope.
-
-    PostgreSQL only (ARRAY of a subquery); elsewhere (the embedded SQLite default) access_scope
-    reads the grants with a query of its own, as it does for a user loaded any other way.
-    """
-    if connections[users.db].vendor != "postgresql":
-        return users
-    grants = _grants_of(OuterRef("pk")).order_by().values(grant=JSONObject(account_id="account_id", role="role"))
-    return users.annotate(**{LOADED_GRANTS_ATTRIBUTE: ArraySubquery(grants)})
 
 
 def scope_queryset(queryset: QuerySet, user: Any, *, account_field: str = "account", role: str = VIEWER) -> QuerySet:

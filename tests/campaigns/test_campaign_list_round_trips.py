@@ -64,7 +64,7 @@ def test_the_user_and_their_roles_are_one_query(client, accounts):
         body = client.get("/api/v1/campaigns/").json()
     assert sorted(row["name"] for row in body["results"]) == ["Brand", "Generic", "Retargeting"]
     sql = _sql_of(ctx)
-    user_reads = [q for q in sql if 'FROM "auth_user"' in q]
+    user_reads = [q for q in sql if "auth_user" in q]
     assert len(user_reads) == 1 and "campaigns_accountaccess" in user_reads[0]
     # No second read of the grants: the group's grant came with the user too.
     assert not [q for q in sql if q.startswith('SELECT "campaigns_accountaccess"')]
