@@ -121,8 +121,7 @@ def client_with_role(db):
         person = get_user_model().objects.create_user(username or f"{role}-{next(made)}", password=PASSWORD)
         for account in accounts if accounts is not None else [None]:
             account_access_grant(user=person, account=account, role=role)
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(person).access_token}")
+        client = _jwt_client(person)
         client.user = person
         return client
 
@@ -138,17 +137,25 @@ def api_client():
 @pytest.fixture
 def auth_client(user):
     """A client sending the user's JWT access token, as a frontend client would."""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
-    return client
+    return _jwt_client(user)
 
 
 @pytest.fixture
 def staff_client(staff_user):
     """A client sending the superuser's JWT access token."""
+    return _jwt_client(staff_user)
+
+
+def _jwt_client(person) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(staff_user).access_token}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(person).access_token}")
     return client
+
+
+@pytest.fixture
+def jwt_client_for():
+    """A client sending a given user's JWT access token."""
+    return _jwt_client
 
 
 # --- The ad platform sandbox, for flows that go through the real SDKs --------------------

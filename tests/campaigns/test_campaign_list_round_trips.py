@@ -16,8 +16,6 @@ from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from campaigns import services
 from campaigns.access import VIEWER, account_access_grant, account_access_revoke
@@ -49,10 +47,8 @@ def analyst(accounts):
 
 
 @pytest.fixture
-def client(analyst):
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(analyst).access_token}")
-    return api
+def client(analyst, jwt_client_for):
+    return jwt_client_for(analyst)
 
 
 def _sql_of(ctx: CaptureQueriesContext) -> list[str]:
