@@ -8,18 +8,14 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, cast
 
-from django.contrib.postgres.expressions import ArraySubquery
-from django.db import connections
 from django.db.models import (
     BigIntegerField,
-    BooleanField,
     CharField,
     Count,
     DecimalField,
     ExpressionWrapper,
     F,
     FloatField,
-    Func,
     JSONField,
     Max,
     OuterRef,
@@ -181,16 +177,6 @@ def _window_totals_json(date_from: date, date_to: date) -> Subquery:
     return Subquery(totals, output_field=JSONField())
 
 
-def _pk_among(ids: _Rows) -> Q | Func:
-    """``pk`` is one of ``ids`` (a sliced subquery). On PostgreSQL as ``pk = ANY(ARRAY(...))``: one
-    index probe per id, where "IN (subquery)" is planned as a hash join over every campaign."""
-    if connections[ids.db].vendor != "postgresql":
-        return Q(pk__in=ids)
-    return Func(
-        F("pk"), ArraySubquery(ids), template="%(expressions)s)", arg_joiner=" = ANY(", output_field=BooleanField()
-    )
-
-
 def campaign_page(*, filters: CampaignFilters, offset: int, limit: int) -> list[dict[str, Any]]:
     """One page of ``campaign_list`` rows, in one query.
 
@@ -202,7 +188,7 @@ def campaign_page(*, filters: CampaignFilters, offset: int, limit: int) -> list[
         return list(campaign_list(filters=filters)[offset : offset + limit])
     # The page's ids chosen first: a deep page's skipped rows are never summed.
     page_ids = campaign_page_ids(filters=filters, offset=offset, limit=limit)
-    queryset = Campaign.objects.filter(_pk_among(page_ids)).annotate(
+    queryset = Campaign.objects.filter(pk__in=page_ids).annotate(
         window=_window_totals_json(filters.date_from, filters.date_to)
     )
     rows = list(_ordered(queryset.values(*_CAMPAIGN_ROW_FIELDS, "window"), filters.ordering))

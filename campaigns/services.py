@@ -50,7 +50,7 @@ def _first_generation() -> int:
 
 
 def campaign_cache_generation() -> int:
-    """Cached campaign answers are keyed by this number; bumping it drops them all at once."""
+    """Cached campaign answers are stored beside this number; bumping it drops them all at once."""
     generation = cache.get(CACHE_GENERATION_KEY)
     if generation is None:
         cache.add(CACHE_GENERATION_KEY, _first_generation(), timeout=None)
