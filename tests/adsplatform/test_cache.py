@@ -44,3 +44,25 @@ def test_a_webhook_is_accepted_and_stored_while_redis_is_away(client, redis_away
     )
     assert response.status_code == 202, response.content
     assert WebhookEvent.objects.count() == 1
+
+
+def test_one_redis_client_serves_every_call_and_thread(settings):
+    """Django builds a redis.Redis per cache call; ours keeps one per pool, shared by threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.core.cache import caches
+
+    if not settings.REDIS_URL:
+        pytest.skip("the Redis cache needs REDIS_URL")
+    backend = caches["default"]
+    clients = {id(backend._cache.get_client("k")), id(backend._cache.get_client("k", write=True))}
+
+    def round_trip(index: int) -> object:
+        backend.set(f"shared-client-{index}", index)
+        return backend.get(f"shared-client-{index}")
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(round_trip, range(64)))
+    assert answers == list(range(64))  # each thread read its own write through the one client
+    assert len(clients) == 1
+    assert backend._cache.get_client("k") is backend._cache.get_client("other", write=True)
