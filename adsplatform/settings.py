@@ -157,6 +157,12 @@ else:
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's backend whose per-request health check asks the socket before pinging the server.
     DATABASES["default"]["ENGINE"] = "adsplatform.db.postgresql"
+    # The hot statements' cursor (adsplatform.db.prepared_cursor) prepares them on first use; Django's
+    # own cursors bind on the client and are never prepared. Turn it off behind a pooler that
+    # cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        0 if env.bool("DATABASE_PREPARED_STATEMENTS", default=True) else None
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and broker -----------------------------------------------------------------

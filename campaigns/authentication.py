@@ -17,24 +17,31 @@ from django.db import connections
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
+from adsplatform.db import prepared_cursor
 from campaigns import access
 from campaigns.models import AccountAccess
 
 
 @cache
 def _user_with_grants_sql(user_model: Any, column: str) -> str:
-    """The user's row and an array of their grants ("account_id:role"; no account id for a grant
-    on every account), their own and their groups'."""
+    """The user's row (its fields in the model's order) and an array of their grants
+    ("account_id:role"; no account id for a grant on every account), their own and their groups'."""
     users = user_model._meta.db_table
     memberships = user_model.groups.through._meta.db_table
     grants = AccountAccess._meta.db_table
+    columns = ", ".join(f"u.{field.column}" for field in user_model._meta.concrete_fields)
     return f"""
-        SELECT u.*, ARRAY(
+        SELECT {columns}, ARRAY(
             SELECT COALESCE(g.account_id::text, '') || ':' || g.role FROM {grants} g
             WHERE g.user_id = u.id OR g.group_id IN (SELECT m.group_id FROM {memberships} m WHERE m.user_id = u.id)
         ) AS grants_with_user
         FROM {users} u WHERE u.{column} = %s
     """  # noqa: S608 - table and column names from the models; the value is a parameter
+
+
+@cache
+def _field_names(user_model: Any) -> list[str]:
+    return [field.attname for field in user_model._meta.concrete_fields]
 
 
 class _UsersWithGrants:
@@ -52,12 +59,16 @@ class _UsersWithGrants:
         if connections[manager.db].vendor != "postgresql":  # ARRAY(subquery): access_scope reads them later
             return manager.get(**lookup)
         column = self._user_model._meta.get_field(field).column
-        found = list(manager.raw(_user_with_grants_sql(self._user_model, column), [value]))
-        if not found:
+        with prepared_cursor(manager.db) as cursor:
+            cursor.execute(_user_with_grants_sql(self._user_model, column), [value])
+            row = cursor.fetchone()
+        if row is None:
             raise self.DoesNotExist
-        user = found[0]
+        *values, granted = row
+        # Every concrete field in order: the model is built as a queryset would build it.
+        user = self._user_model.from_db(manager.db, _field_names(self._user_model), values)
         grants = []
-        for grant in user.__dict__.pop("grants_with_user"):
+        for grant in granted:
             account_id, _, role = grant.partition(":")
             grants.append((int(account_id) if account_id else None, role))
         setattr(user, access.LOADED_GRANTS_ATTRIBUTE, grants)

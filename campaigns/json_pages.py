@@ -19,6 +19,7 @@ from typing import Any
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 
+from adsplatform.db import prepared_cursor
 from campaigns import selectors
 
 # A timestamp the way the Python answers write it (orjson's OPT_UTC_Z): UTC, "Z", and the
@@ -109,6 +110,6 @@ def campaign_page_json(*, filters: selectors.CampaignFilters, offset: int, limit
     except EmptyResultSet:  # no account in the caller's scope: the ORM knows without asking
         return "[]"
     params: list[Any] = [filters.date_from, filters.date_to, *ids_params]
-    with connections[page_ids.db].cursor() as cursor:
+    with prepared_cursor(page_ids.db) as cursor:
         cursor.execute(_PAGE_SQL.format(page_ids=ids_sql), params)
         return cursor.fetchone()[0]

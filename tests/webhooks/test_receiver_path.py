@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from django.db import transaction
 from django.utils import timezone
 
@@ -86,3 +87,21 @@ def test_a_repeat_inside_a_transaction_answers_the_first_id_and_leaves_the_trans
 
     assert (first.created, again.created) == (True, False)
     assert again.event_id == first.event_id
+
+
+def test_the_receivers_insert_is_planned_once_per_connection(api_client, relay_source):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    for index in range(3):
+        response = post_json(
+            api_client, ZAPIER, flat_payload(lead_id=f"planned-{index}"), **{"X-Webhook-Secret": RELAY_SECRET}
+        )
+        assert response.status_code == 202
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            [f"INSERT INTO {WebhookEvent._meta.db_table} %"],
+        )
+        assert cursor.fetchone()[0] == 1

@@ -25,6 +25,7 @@ from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.utils import timezone
 from django.utils.http import parse_header_parameters
 
+from adsplatform.db import prepared_cursor
 from adsplatform.parsers import json_depth_exceeds, max_json_depth
 from adsplatform.resilience import CircuitBreaker
 from adsplatform.task_registry import task_named
@@ -307,12 +308,12 @@ def _insert_event_sql() -> str:
     also makes a repeat cost no error and no savepoint.
     """
     meta = WebhookEvent._meta
-    columns = ", ".join(meta.get_field(name).column for name in _INSERTED_FIELDS)
+    column = {field.name: str(field.column) for field in meta.concrete_fields}
+    columns = ", ".join(column[name] for name in _INSERTED_FIELDS)
     values = ", ".join("%s::jsonb" if name == "headers" else "%s" for name in _INSERTED_FIELDS)
-    source, dedupe_key = (meta.get_field(name).column for name in ("source", "dedupe_key"))
     return (
         f"INSERT INTO {meta.db_table} ({columns}) VALUES ({values})"  # noqa: S608 - names from the model
-        f" ON CONFLICT ({source}, {dedupe_key}) DO NOTHING RETURNING {meta.pk.column}"
+        f" ON CONFLICT ({column['source']}, {column['dedupe_key']}) DO NOTHING RETURNING {column['id']}"
     )
 
 
@@ -347,7 +348,7 @@ def _event_insert(fields: dict[str, Any]) -> int | None:
         "attempts": 0,
         "last_error": "",
     }
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_insert_event_sql(), [row[name] for name in _INSERTED_FIELDS])
         inserted = cursor.fetchone()
     return inserted[0] if inserted else None

@@ -22,10 +22,25 @@ from __future__ import annotations
 
 import select
 
-from django.db.backends.postgresql import base
+import psycopg
+from django.db.backends.postgresql import base, operations
+
+
+class DatabaseOperations(operations.DatabaseOperations):
+    def last_executed_query(self, cursor, sql, params):
+        # The prepared cursor holds its statement with $1 placeholders: the logged query (DEBUG,
+        # tests counting queries) is composed from sql and params, as Django does for server binding.
+        if not isinstance(cursor, psycopg.ClientCursor):
+            try:
+                return self.compose_sql(sql, params)
+            except psycopg.errors.DataError:
+                return None
+        return super().last_executed_query(cursor, sql, params)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
+
     def close_if_health_check_failed(self) -> None:
         if (
             self.connection is not None
@@ -49,3 +64,17 @@ class DatabaseWrapper(base.DatabaseWrapper):
         except (OSError, ValueError):
             return False
         return not readable
+
+    def prepared_cursor(self):
+        """A cursor binding its parameters on the server, so PostgreSQL parses and plans each of its
+        statements once per connection (``adsplatform.db.prepared_cursor``).
+
+        Django's cursors bind on the client: every statement is sent as new text and planned
+        again, and psycopg never prepares those. This cursor is psycopg's own (server-side binding)
+        inside Django's wrapper, so errors, transactions and query logging are Django's as for any
+        cursor; the connection prepares what it runs (``prepare_threshold`` in settings).
+        """
+        self.close_if_health_check_failed()
+        self.ensure_connection()
+        with self.wrap_database_errors:
+            return self._prepare_cursor(psycopg.Cursor(self.connection))
