@@ -317,8 +317,9 @@ def _insert_event_sql() -> str:
     )
 
 
-# Every column without a database default, in the statement's order (the model's defaults for the
-# last three: a new event is received, never attempted, without error).
+# Every column without a database default, in the statement's order; the last three take the
+# model's own defaults (a new event is received, never attempted, without error).
+_DEFAULTED_FIELDS = ("status", "attempts", "last_error")
 _INSERTED_FIELDS = (
     "source",
     "dedupe_key",
@@ -326,9 +327,7 @@ _INSERTED_FIELDS = (
     "content_type",
     "headers",
     "received_at",
-    "status",
-    "attempts",
-    "last_error",
+    *_DEFAULTED_FIELDS,
 )
 
 
@@ -340,13 +339,16 @@ def _event_insert(fields: dict[str, Any]) -> int | None:
                 return WebhookEvent.objects.create(**fields).pk
         except IntegrityError:
             return None
+    defaults = {
+        field.name: field.get_default()
+        for field in WebhookEvent._meta.concrete_fields
+        if field.name in _DEFAULTED_FIELDS
+    }
     row = {
+        **defaults,
         **fields,
         "source": fields["source"].pk,
         "headers": orjson.dumps(fields["headers"]).decode(),
-        "status": WebhookEvent.Status.RECEIVED,
-        "attempts": 0,
-        "last_error": "",
     }
     with prepared_cursor() as cursor:
         cursor.execute(_insert_event_sql(), [row[name] for name in _INSERTED_FIELDS])
